@@ -1,0 +1,150 @@
+"""The inner training loop and its back-gradient (Wang et al., Algorithm 1 and Sec. 3).
+
+Notation. Synthetic data ``x̃`` arranged as ``S`` steps of ``m`` samples (``x̃_s``, labels
+``ỹ_s``), learning rates ``η_t`` for ``T = S × epochs`` steps; step ``t`` uses batch
+``s(t) = t mod S``. ``K`` initial weight vectors ``θ₀`` (shape ``[K, P]``) are trained at
+once with ``torch.func.vmap``:
+
+    θ_{t+1} = θ_t − η_t g_t,      g_t = ∇_θ ℓ(x̃_{s(t)}, ỹ_{s(t)}; θ_t)           (1)
+
+The outer loss is ``L = 1/K Σ_k ℓ(x, y; θ_T^k)`` on real data. Its gradient flows back
+through (1) by reverse-mode differentiation with Hessian-vector products:
+
+    dθ_T = ∂L/∂θ_T
+    dθ_t = dθ_{t+1} − η_t H_t dθ_{t+1}             H_t = ∂g_t/∂θ_t                 (2)
+    dx̃_{s(t)} += −η_t (∂g_t/∂x̃_{s(t)})ᵀ dθ_{t+1}   (likewise dỹ for learned labels)
+    dη_t = −⟨g_t, dθ_{t+1}⟩
+
+Two modes give the same numbers: ``stored`` keeps the graph of every ``g_t`` from the
+forward pass (memory O(T × step graph)); ``recompute`` keeps only ``θ_0 … θ_T`` and
+rebuilds one step's graph at a time on the way back (memory O(T × K × P) + one step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.func import grad, vmap
+
+from .functional import FunctionalNet
+
+Mode = Literal["stored", "recompute"]
+MODES: tuple[str, ...] = ("stored", "recompute")
+
+
+@dataclass
+class HyperGradient:
+    """The outer loss and its gradients with respect to the synthetic parameters."""
+
+    loss: Tensor  # L, a scalar
+    x: Tensor  # dL/dx̃, shape of x̃: [S, m, ...]
+    labels: Tensor | None  # dL/dỹ when labels are learned, else None
+    lrs: Tensor  # dL/dη, shape [T]
+    final_theta: Tensor  # θ_T, shape [K, P]
+
+
+def step_gradients(net: FunctionalNet, theta: Tensor, x: Tensor, labels: Tensor) -> Tensor:
+    """``g = ∇_θ ℓ(x, y; θ)`` for every row of ``theta`` ([K, P] -> [K, P])."""
+    return vmap(grad(net.loss), in_dims=(0, None, None))(theta, x, labels)
+
+
+def losses(net: FunctionalNet, theta: Tensor, x: Tensor, labels: Tensor) -> Tensor:
+    """``ℓ(x, y; θ_k)`` for every row of ``theta``: shape [K]."""
+    return vmap(net.loss, in_dims=(0, None, None))(theta, x, labels)
+
+
+def train(net: FunctionalNet, theta: Tensor, x: Tensor, labels: Tensor, lrs: Tensor) -> Tensor:
+    """Run equation (1) for ``len(lrs)`` steps without tracking gradients; returns ``θ_T``."""
+    steps = x.shape[0]
+    with torch.no_grad():
+        for t, lr in enumerate(lrs):
+            theta = theta - lr * step_gradients(net, theta, x[t % steps], labels[t % steps])
+    return theta
+
+
+def hypergradient(
+    net: FunctionalNet,
+    theta0: Tensor,
+    x: Tensor,
+    labels: Tensor,
+    lrs: Tensor,
+    real_x: Tensor,
+    real_labels: Tensor,
+    mode: Mode = "stored",
+    learn_labels: bool = False,
+) -> HyperGradient:
+    """Unroll equation (1) from ``theta0`` and back-propagate ``L`` through it by (2).
+
+    ``x`` and ``labels`` are the synthetic steps (``[S, m, ...]`` and ``[S, m]`` or
+    ``[S, m, C]``), ``lrs`` the positive step sizes ``η`` (``[T]``). Nothing passed in is
+    modified and no gradient is accumulated anywhere: the gradients are returned.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown back-gradient mode {mode!r}; choose one of {MODES}")
+    steps = x.shape[0]
+    x_leaves = [x[s].detach().requires_grad_() for s in range(steps)]
+    label_leaves = [labels[s].detach().requires_grad_(learn_labels) for s in range(steps)]
+    lrs = lrs.detach()
+
+    thetas, stored = _forward(net, theta0.detach(), x_leaves, label_leaves, lrs, keep_graph=mode == "stored")
+
+    final = thetas[-1].requires_grad_()
+    loss = losses(net, final, real_x, real_labels).mean()
+    (d_theta,) = torch.autograd.grad(loss, final)
+
+    d_x = [torch.zeros_like(leaf) for leaf in x_leaves]
+    d_labels = [torch.zeros_like(leaf) for leaf in label_leaves]
+    d_lrs = torch.zeros_like(lrs)
+    for t in reversed(range(len(lrs))):
+        s = t % steps
+        if mode == "stored":
+            theta_t, g_t = stored[t]
+        else:
+            theta_t = thetas[t].requires_grad_()
+            g_t = step_gradients(net, theta_t, x_leaves[s], label_leaves[s])
+        d_lrs[t] = -(g_t.detach() * d_theta).sum()
+        inputs = [theta_t, x_leaves[s]] + ([label_leaves[s]] if learn_labels else [])
+        vjp = torch.autograd.grad(g_t, inputs, grad_outputs=-lrs[t] * d_theta)
+        d_theta = d_theta + vjp[0]
+        d_x[s] += vjp[1]
+        if learn_labels:
+            d_labels[s] += vjp[2]
+        if mode == "stored":
+            stored[t] = None  # free this step's graph as soon as it is used
+
+    return HyperGradient(
+        loss=loss.detach(),
+        x=torch.stack(d_x),
+        labels=torch.stack(d_labels) if learn_labels else None,
+        lrs=d_lrs,
+        final_theta=final.detach(),
+    )
+
+
+def _forward(
+    net: FunctionalNet,
+    theta: Tensor,
+    x_leaves: list[Tensor],
+    label_leaves: list[Tensor],
+    lrs: Tensor,
+    keep_graph: bool,
+) -> tuple[list[Tensor], list]:
+    """Equation (1). Returns ``[θ_0 … θ_T]`` (detached) and, when ``keep_graph``, every
+    step's ``(θ_t leaf, g_t with its graph)`` for the reverse pass."""
+    steps = len(x_leaves)
+    thetas, stored = [theta], []
+    for t, lr in enumerate(lrs):
+        s = t % steps
+        if keep_graph:
+            theta_t = thetas[-1].requires_grad_()
+            g_t = step_gradients(net, theta_t, x_leaves[s], label_leaves[s])
+            stored.append((theta_t, g_t))
+            thetas.append((theta_t - lr * g_t).detach())
+        else:
+            with torch.no_grad():
+                g_t = step_gradients(net, thetas[-1], x_leaves[s], label_leaves[s])
+            thetas.append(thetas[-1] - lr * g_t)
+    return thetas, stored
