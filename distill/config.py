@@ -1,0 +1,165 @@
+"""The experiment configuration: a YAML file validated by pydantic models.
+
+``load_config(path, overrides)`` reads a YAML file (or the bundled default), applies
+``key.sub=value`` overrides, and returns a validated ``Config``. Every error, be it an
+unknown key, a wrong type or an impossible value, is a ``UserError`` that names the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+
+from .errors import UserError, closest
+from .inits import SCHEMES
+from .unroll import MODES
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetConfig(Section):
+    name: str = "digits"
+    root: str = "data"
+    download: bool = False
+
+
+class ModelConfig(BaseModel):
+    """``name`` and the architecture's own options (e.g. ``hidden`` for mlp), passed through."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = "lenet"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class InitConfig(Section):
+    kind: Literal["fixed", "random"] = "fixed"
+    scheme: Literal[SCHEMES] = "xavier"  # type: ignore[valid-type]
+    gain: float = 1.0
+
+
+class SyntheticConfig(Section):
+    n: PositiveInt = 100
+    steps: PositiveInt = 10
+    epochs: PositiveInt = 3
+    lr_init: PositiveFloat = 0.02
+    data_init: Literal["normal", "real"] = "normal"
+
+    @model_validator(mode="after")
+    def _whole_steps(self) -> "SyntheticConfig":
+        if self.n % self.steps:
+            raise ValueError(f"n = {self.n} samples cannot be split into {self.steps} equal steps")
+        return self
+
+
+class OuterConfig(Section):
+    epochs: PositiveFloat = 400
+    batch_size: PositiveInt = 1024
+    lr: PositiveFloat = 0.01
+    betas: tuple[float, float] = (0.5, 0.999)
+    decay_epochs: PositiveFloat = 40
+    decay_factor: PositiveFloat = 0.5
+    models_per_iteration: PositiveInt = 1
+    backgrad: Literal[MODES] = "stored"  # type: ignore[valid-type]
+
+
+class EvalConfig(Section):
+    models: PositiveInt = 200
+    every: int = Field(0, ge=0)
+    models_during: PositiveInt = 10
+    batch_size: PositiveInt = 2048
+
+
+class RunConfig(Section):
+    log_every: PositiveInt = 10
+    checkpoint_every: PositiveInt = 100
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    progress: bool = True
+
+
+class Config(Section):
+    method: Literal["distill"] = "distill"
+    seed: int = 0
+    dataset: DatasetConfig = DatasetConfig()
+    model: ModelConfig = ModelConfig()
+    init: InitConfig = InitConfig()
+    synthetic: SyntheticConfig = SyntheticConfig()
+    outer: OuterConfig = OuterConfig()
+    eval: EvalConfig = EvalConfig()
+    run: RunConfig = RunConfig()
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """The validated config of ``path`` (the built-in defaults, i.e. experiments/digits.yaml,
+    when None), with
+    ``overrides`` such as ``["outer.epochs=5", "model.name=mlp"]`` applied on top."""
+    raw = _read_yaml(path)
+    for item in overrides or []:
+        _apply_override(raw, item)
+    return validate(raw)
+
+
+def validate(raw: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as error:
+        raise UserError(_describe(error)) from None
+
+
+def _read_yaml(path: str | Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise UserError(f"cannot read config {path}: {error.strerror}") from None
+    source = str(path)
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise UserError(f"{source} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{source} must hold a mapping of config keys, not {type(data).__name__}")
+    return data
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    """``a.b=value``: set ``raw['a']['b']`` to the YAML-parsed ``value``."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise UserError(f"override {item!r} must look like key.subkey=value")
+    *parents, leaf = key.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"override {item!r}: {part} is not a section")
+    node[leaf] = yaml.safe_load(value)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = ["invalid config:"]
+    for problem in error.errors():
+        where = ".".join(str(p) for p in problem["loc"])
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"  unknown key '{where}'{closest(where, _valid_keys())}")
+        else:
+            lines.append(f"  {where}: {problem['msg']} (got {problem.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append(prefix + name)
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            keys.extend(_valid_keys(sub, f"{prefix}{name}."))
+    return keys

@@ -1,0 +1,96 @@
+"""Datasets by name, held in memory as normalised tensors.
+
+    >>> data = load_dataset("digits")
+    >>> data.train_x.shape, data.num_classes
+    (torch.Size([1437, 1, 8, 8]), 10)
+
+``DATASETS`` maps each name to a loader ``(root, download) -> ArrayDataset``; the file
+formats themselves are read in :mod:`distill.datasets.images`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from distill.datasets import images
+from distill.errors import unknown
+
+__all__ = ["DATASETS", "ArrayDataset", "load_dataset"]
+
+
+@dataclass(frozen=True, eq=False)
+class ArrayDataset:
+    """A train and a test split as tensors: x float32 [N, C, H, W] normalised per channel, y int64 [N].
+
+    ``mean`` and ``std`` are the per-channel constants the pixels were normalised with
+    (``x = (pixel - mean) / std``), so that a viewer can undo it.
+    """
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: tuple[str, ...]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The shape of one sample, (C, H, W)."""
+        channels, height, width = self.train_x.shape[1:]
+        return channels, height, width
+
+
+Loader = Callable[[Path, bool], ArrayDataset]
+
+
+def normalise(pixels: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """[N, C, H, W] pixels in [0, 1] -> float32 tensor ``(pixels - mean[c]) / std[c]``.
+
+    Works in place: the tensor shares (and overwrites) the memory of ``pixels``, which
+    saves a copy of the whole dataset.
+    """
+    shape = (1, len(mean), 1, 1)
+    return torch.from_numpy(pixels).sub_(torch.tensor(mean).view(shape)).div_(torch.tensor(std).view(shape))
+
+
+def from_images(name: str, arrays: images.ImageArrays) -> ArrayDataset:
+    """Normalise (in place) the arrays a reader returned and wrap them as an ArrayDataset."""
+    return ArrayDataset(
+        name=name,
+        train_x=normalise(arrays.train_x, arrays.mean, arrays.std),
+        train_y=torch.from_numpy(arrays.train_y),
+        test_x=normalise(arrays.test_x, arrays.mean, arrays.std),
+        test_y=torch.from_numpy(arrays.test_y),
+        num_classes=len(arrays.class_names),
+        mean=arrays.mean,
+        std=arrays.std,
+        class_names=arrays.class_names,
+    )
+
+
+def load_images(name: str, root: Path, download: bool) -> ArrayDataset:
+    """Read image dataset ``name`` with its reader and normalise it."""
+    return from_images(name, images.READERS[name](root, download))
+
+
+DATASETS: dict[str, Loader] = {name: functools.partial(load_images, name) for name in images.READERS}
+
+
+def load_dataset(name: str, root: str | Path = "data", download: bool = False) -> ArrayDataset:
+    """Load dataset ``name`` from ``root`` (laid out as torchvision lays it out) into memory.
+
+    With ``download=True`` missing files are fetched and checksum-verified first; without,
+    a missing dataset is a UserError naming the path it looked for.
+    """
+    if name not in DATASETS:
+        raise unknown("dataset", name, DATASETS)
+    return DATASETS[name](Path(root).expanduser(), download)

@@ -1,0 +1,141 @@
+"""The outer loop of dataset distillation (Wang et al., Algorithm 1).
+
+Each iteration samples ``K`` initial weight vectors and a minibatch of real data, unrolls
+``T`` inner steps on the synthetic data, takes the cross-entropy of the final weights on
+the real batch, back-propagates it to the synthetic data and learning rates
+(``unroll.hypergradient``), and takes an Adam step. Checkpoints are written atomically;
+every random draw is a pure function of ``(seed, iteration)``, so a resumed run ends
+exactly where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from .config import Config
+from .errors import DivergenceError
+from .evaluate import evaluate
+from .functional import FunctionalNet
+from .inits import InitSampler, generator
+from .rundir import RunDir
+from .synthetic import DistilledData
+from .unroll import hypergradient
+
+BATCH_STREAM = 3
+
+
+@dataclass
+class RealData:
+    """The real training and test tensors, already on the run's device."""
+
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+
+
+class EpochBatches:
+    """Minibatch ``i`` of a shuffled pass over the training set, as a function of ``i``:
+    pass ``e`` is a permutation drawn from stream ``(seed, e)``."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size, self.seed = n, min(batch_size, n), seed
+        self.per_epoch = n // self.batch_size
+        self._epoch, self._perm = -1, torch.empty(0)
+
+    def indices(self, iteration: int) -> Tensor:
+        epoch, j = divmod(iteration, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=generator(self.seed, BATCH_STREAM, epoch))
+        return self._perm[j * self.batch_size : (j + 1) * self.batch_size]
+
+
+def distill(
+    config: Config,
+    data: DistilledData,
+    net: FunctionalNet,
+    sampler: InitSampler,
+    real: RealData,
+    run: RunDir,
+    checkpoint: dict | None = None,
+    on_iteration: Callable[[int], None] | None = None,
+) -> DistilledData:
+    """Learn ``data`` in place for ``config.outer.epochs`` passes over the real data,
+    continuing from ``checkpoint`` (a ``RunDir.load_checkpoint()``) when one is given.
+    ``on_iteration(done)`` is called after every completed iteration."""
+    outer = config.outer
+    batches = EpochBatches(len(real.train_y), outer.batch_size, config.seed)
+    iterations = math.ceil(outer.epochs * batches.per_epoch)
+    decay_every = max(1, round(outer.decay_epochs * batches.per_epoch))
+    optimizer = torch.optim.Adam(data.parameters(), lr=outer.lr, betas=outer.betas)
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=decay_every, gamma=outer.decay_factor)
+    start, seconds_before = 0, 0.0
+    if checkpoint is not None:
+        data.load_state_dict(checkpoint["data"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        schedule.load_state_dict(checkpoint["schedule"])
+        start, seconds_before = checkpoint["iteration"], checkpoint["seconds"]
+    run.start_log(keep_until=start)
+
+    clock = time.perf_counter() - seconds_before
+    progress = tqdm(range(start, iterations), initial=start, total=iterations, desc="distill", disable=not config.run.progress)
+    completed = start
+    try:
+        for iteration in progress:
+            theta0 = sampler.sample(outer.models_per_iteration, iteration).to(real.train_x.device)
+            idx = batches.indices(iteration).to(real.train_x.device)
+            result = hypergradient(
+                net, theta0, data.x, data.labels, data.lrs(), real.train_x[idx], real.train_y[idx], mode=outer.backgrad
+            )
+            if not (torch.isfinite(result.loss) and torch.isfinite(result.x).all() and torch.isfinite(result.lrs).all()):
+                raise DivergenceError(
+                    f"the distillation loss diverged (loss {result.loss.item():.4g}) at iteration {iteration + 1}; "
+                    f"the last good checkpoint is kept in {run.checkpoint}"
+                )
+            optimizer.zero_grad()
+            data.x.grad = result.x
+            torch.autograd.backward(data.lrs(), result.lrs)
+            optimizer.step()
+            schedule.step()
+            done = completed = iteration + 1
+
+            if done % config.run.log_every == 0 or done == iterations:
+                acc = None
+                if config.eval.every and (done % config.eval.every == 0):
+                    held = sampler.held_out(config.eval.models_during).to(real.train_x.device)
+                    acc = evaluate(net, data, held, real.test_x, real.test_y, config.eval.batch_size).test_acc.mean
+                row = _log_row(done, done / batches.per_epoch, result.loss, data, optimizer, time.perf_counter() - clock, acc)
+                run.append_log(row)
+                progress.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr_mean']:.4f}")
+            if done % config.run.checkpoint_every == 0 or done == iterations:
+                run.save_checkpoint(done, data, optimizer, schedule, sampler, time.perf_counter() - clock)
+            if on_iteration is not None:
+                on_iteration(done)
+    except KeyboardInterrupt:
+        run.save_checkpoint(completed, data, optimizer, schedule, sampler, time.perf_counter() - clock)
+        raise
+    finally:
+        progress.close()
+    return data
+
+
+def _log_row(done: int, epoch: float, loss: Tensor, data: DistilledData, optimizer, seconds: float, acc: float | None) -> dict:
+    lrs = data.lrs().detach()
+    return {
+        "iteration": done,
+        "epoch": round(epoch, 4),
+        "loss": loss.item(),
+        "lr_min": lrs.min().item(),
+        "lr_mean": lrs.mean().item(),
+        "lr_max": lrs.max().item(),
+        "outer_lr": optimizer.param_groups[0]["lr"],
+        "seconds": round(seconds, 3),
+        "test_acc": "" if acc is None else round(acc, 5),
+    }

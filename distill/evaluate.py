@@ -1,0 +1,67 @@
+"""Evaluation: train held-out networks on distilled data and measure test accuracy.
+
+``N`` initial weight vectors are trained at once (``vmap``) with the distilled steps and
+their learned learning rates, ``θ_T = θ_0 − Σ_t η_t ∇ℓ(x̃_{s(t)}; θ_t)``, and each is
+tested on the whole test split. The result is the mean, standard deviation and count of
+the ``N`` accuracies, before and after training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor
+from torch.func import vmap
+
+from .functional import FunctionalNet
+from .synthetic import DistilledData
+from .unroll import train
+
+MODELS_PER_CHUNK = 50
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Mean and (population) standard deviation of ``n`` test accuracies, in [0, 1]."""
+
+    mean: float
+    std: float
+    n: int
+
+    @classmethod
+    def of(cls, accuracies: Tensor) -> "Accuracy":
+        return cls(accuracies.mean().item(), accuracies.std(unbiased=False).item(), len(accuracies))
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{100 * self.mean:.2f}% ± {100 * self.std:.2f} (n={self.n})"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    test_acc: Accuracy  # after training on the distilled data
+    before: Accuracy  # the same networks before training
+
+
+def accuracies(net: FunctionalNet, thetas: Tensor, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
+    """Test accuracy of each row of ``thetas`` ([N, P]) on ``(x, y)``: shape [N]."""
+    correct = torch.zeros(len(thetas), device=thetas.device)
+    logits_of = vmap(net.logits, in_dims=(0, None))
+    with torch.no_grad():
+        for start in range(0, len(y), batch_size):
+            logits = logits_of(thetas, x[start : start + batch_size])
+            correct += (logits.argmax(-1) == y[start : start + batch_size]).sum(-1)
+    return correct / len(y)
+
+
+def evaluate(net: FunctionalNet, data: DistilledData, thetas0: Tensor, test_x: Tensor, test_y: Tensor, batch_size: int = 2048) -> Evaluation:
+    """Train every row of ``thetas0`` on ``data`` and test it, ``MODELS_PER_CHUNK`` at a time."""
+    x, labels, lrs = data.x.detach(), data.labels.detach(), data.lrs().detach()
+    before, after = [], []
+    for chunk in torch.split(thetas0, MODELS_PER_CHUNK):
+        before.append(accuracies(net, chunk, test_x, test_y, batch_size))
+        after.append(accuracies(net, train(net, chunk, x, labels, lrs), test_x, test_y, batch_size))
+    return Evaluation(test_acc=Accuracy.of(torch.cat(after)), before=Accuracy.of(torch.cat(before)))

@@ -1,0 +1,53 @@
+"""Pictures of distilled data: a grid with one row per step, each image captioned."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+
+MAX_COLUMNS = 20
+
+
+def to_displayable(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """Undo per-channel normalisation and clip to [0, 1]: ``x · σ + μ``. [..., C, H, W] -> [..., H, W, C]."""
+    shape = (-1, 1, 1)
+    image = x * torch.tensor(std).view(shape) + torch.tensor(mean).view(shape)
+    return image.clamp(0, 1).movedim(-3, -1)
+
+
+def caption(label: Tensor, class_names: Sequence[str]) -> str:
+    """The class name of a hard label."""
+    return class_names[int(label)]
+
+
+def save_grid(
+    path: str | Path,
+    x: Tensor,
+    labels: Tensor,
+    lrs: Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    class_names: Sequence[str],
+) -> None:
+    """Draw ``x`` ([S, m, C, H, W]) as S rows (the first ``MAX_COLUMNS`` samples of each
+    step), every image captioned with its label, every row with its first-epoch ``η``."""
+    steps, per_step = x.shape[:2]
+    columns = min(per_step, MAX_COLUMNS)
+    images = to_displayable(x[:, :columns].detach().cpu().float(), mean, std)
+    fig = Figure(figsize=(1.1 * columns + 0.9, 1.25 * steps))
+    axes = fig.subplots(steps, columns, squeeze=False)
+    for s in range(steps):
+        for j in range(columns):
+            ax = axes[s][j]
+            image = images[s, j]
+            ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+            ax.set_title(caption(labels[s, j], class_names), fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[s][0].set_ylabel(f"step {s}\nη={lrs[s]:.3g}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
