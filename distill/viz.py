@@ -44,7 +44,7 @@ def save_grid(
         for j in range(columns):
             ax = axes[s][j]
             image = images[s, j]
-            ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+            ax.imshow((image.squeeze(-1) if image.shape[-1] == 1 else image).numpy(), cmap="gray", vmin=0, vmax=1)
             ax.set_title(caption(labels[s, j], class_names), fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])

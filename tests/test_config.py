@@ -1,0 +1,64 @@
+from pathlib import Path
+
+import pytest
+
+from distill.config import Config, load_config
+from distill.errors import UserError
+
+EXPERIMENTS = Path(__file__).parent.parent / "experiments"
+
+
+def test_default_config_is_the_digits_experiment():
+    assert load_config(None) == load_config(EXPERIMENTS / "digits.yaml")
+    assert load_config(None).dataset.name == "digits"
+
+
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_experiment_file_is_valid(path):
+    assert isinstance(load_config(path), Config)
+
+
+def test_overrides_are_parsed_as_yaml():
+    config = load_config(None, ["outer.epochs=5", "model.name=mlp", "model.hidden=[8, 4]", "outer.betas=[0.9, 0.99]"])
+    assert config.outer.epochs == 5
+    assert config.model.options == {"hidden": [8, 4]}
+    assert config.outer.betas == (0.9, 0.99)
+
+
+def test_unknown_key_names_it_and_the_closest_valid_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("synthetic:\n  stpes: 3\n")
+    with pytest.raises(UserError, match=r"unknown key 'synthetic.stpes' \(did you mean 'synthetic.steps'\?\)"):
+        load_config(path)
+
+
+def test_unknown_top_level_key():
+    with pytest.raises(UserError, match="unknown key 'outr'.*'outer'"):
+        load_config(None, ["outr.lr=1"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("synthetic.steps=-1", "synthetic.steps"),
+        ("outer.lr=0", "outer.lr"),
+        ("synthetic.n=hello", "synthetic.n"),
+        ("init.scheme=glorot", "init.scheme"),
+        ("outer.backgrad=magic", "outer.backgrad"),
+        ("synthetic.n=15", "cannot be split into 10 equal steps"),
+    ],
+)
+def test_impossible_values_are_clear_errors(override, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, [override])
+
+
+def test_malformed_override_and_missing_file(tmp_path):
+    with pytest.raises(UserError, match="key.subkey=value"):
+        load_config(None, ["outer.lr"])
+    with pytest.raises(UserError, match="cannot read config"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1,\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(bad)

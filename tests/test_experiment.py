@@ -1,0 +1,93 @@
+"""End to end on digits: the run directory, resume, divergence, evaluation, the summary."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from distill.errors import DivergenceError, UserError
+from distill.experiment import evaluate_run, run_experiment, summarize_run
+from distill.synthetic import DistilledData
+
+CONTRACT_KEYS = {"method", "dataset", "model", "init", "n_distilled", "steps", "epochs", "test_acc", "seconds"}
+
+
+def test_run_directory_contract(quick_config, tmp_path):
+    out = tmp_path / "run"
+    metrics = run_experiment(quick_config(), out)
+    for name in ("config.yaml", "checkpoint.pt", "distilled.pt", "log.csv", "metrics.json", "grid.png"):
+        assert (out / name).exists(), name
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == metrics
+    assert CONTRACT_KEYS <= set(saved)
+    assert set(saved["test_acc"]) == {"mean", "std", "n"} and saved["test_acc"]["n"] == 1
+    assert saved["n_distilled"] == 20 and saved["steps"] == 2 and saved["epochs"] == 2
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert [int(r["iteration"]) for r in rows] == [2, 4, 6]
+    torch.load(out / "checkpoint.pt", weights_only=True)
+    torch.load(out / "distilled.pt", weights_only=True)
+
+
+def test_distillation_learns_on_digits(quick_config, tmp_path):
+    """A short run must beat the untrained network by a wide margin on the test split."""
+    metrics = run_experiment(quick_config("outer.epochs=40", "outer.decay_epochs=40", "synthetic.lr_init=0.1"), tmp_path)
+    assert metrics["test_acc"]["mean"] > metrics["before_acc"]["mean"] + 0.3
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted_run(quick_config, tmp_path):
+    config = quick_config("init.kind=random", "outer.models_per_iteration=2")
+    run_experiment(config, tmp_path / "whole")
+
+    def interrupt(done):
+        if done == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, tmp_path / "split", on_iteration=interrupt)
+    assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["iteration"] == 4
+    run_experiment(config, tmp_path / "split", resume=True)
+
+    whole = DistilledData.load(tmp_path / "whole" / "distilled.pt")
+    split = DistilledData.load(tmp_path / "split" / "distilled.pt")
+    assert torch.equal(whole.x, split.x) and torch.equal(whole.raw_lrs, split.raw_lrs)
+    log = [int(r["iteration"]) for r in csv.DictReader(open(tmp_path / "split" / "log.csv"))]
+    assert log == [2, 4, 6]
+
+
+def test_divergence_stops_with_the_iteration_and_keeps_the_last_good_checkpoint(quick_config, tmp_path):
+    config = quick_config("synthetic.lr_init=1e6", "run.checkpoint_every=1")
+    with pytest.raises(DivergenceError, match=r"at iteration \d+") as error:
+        run_experiment(config, tmp_path)
+    failed_at = int(str(error.value).split("at iteration ")[1].split(";")[0])
+    if failed_at > 1:
+        assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["iteration"] == failed_at - 1
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_resume_needs_a_checkpoint_and_the_same_config(quick_config, tmp_path):
+    with pytest.raises(UserError, match="not a run directory"):
+        run_experiment(quick_config(), tmp_path / "none", resume=True)
+    run_experiment(quick_config(), tmp_path / "r")
+    with pytest.raises(UserError, match="different config"):
+        run_experiment(quick_config("outer.lr=0.5"), tmp_path / "r", resume=True)
+    with pytest.raises(UserError, match="already holds a run"):
+        run_experiment(quick_config(), tmp_path / "r")
+    (tmp_path / "r" / "checkpoint.pt").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="corrupt"):
+        run_experiment(quick_config(), tmp_path / "r", resume=True)
+
+
+def test_too_few_samples_for_hard_labels(quick_config, tmp_path):
+    with pytest.raises(UserError, match="fewer than the 10 classes"):
+        run_experiment(quick_config("synthetic.n=4", "synthetic.steps=1"), tmp_path)
+
+
+def test_eval_and_show(quick_config, tmp_path):
+    run_experiment(quick_config("init.kind=random"), tmp_path)
+    evaluation = evaluate_run(tmp_path, models=6)
+    assert evaluation.test_acc.n == 6 and 0 <= evaluation.test_acc.mean <= 1
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["evaluations"][0]["models"] == 6
+    summary = summarize_run(tmp_path)
+    assert "digits" in summary and "random init" in summary and "6 networks" in summary

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from distill.functional import FunctionalNet
+from distill.inits import SCHEMES, FixedInit, RandomInit, init_weights, generator
+from distill.models import build_model
+
+
+@pytest.fixture
+def net():
+    return FunctionalNet.of(build_model("lenet", (1, 8, 8), 10))
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_every_scheme_draws_a_finite_seeded_vector(net, scheme):
+    a = init_weights(net, scheme, 1.0, generator(0, 1))
+    b = init_weights(net, scheme, 1.0, generator(0, 1))
+    c = init_weights(net, scheme, 1.0, generator(0, 2))
+    assert a.shape == (net.num_params,) and torch.isfinite(a).all()
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_xavier_statistics_and_zero_biases(net):
+    params = net.unflatten(init_weights(net, "xavier", 1.0, generator(0)))
+    w = params["fc1.weight"]
+    fan_out, fan_in = w.shape
+    assert w.std().item() == pytest.approx((2 / (fan_in + fan_out)) ** 0.5, rel=0.05)
+    assert torch.equal(params["fc1.bias"], torch.zeros_like(params["fc1.bias"]))
+
+
+def test_norm_layers_start_as_identity():
+    net = FunctionalNet.of(build_model("convnet", (1, 8, 8), 10, width=4, depth=1, norm="batch"))
+    params = net.unflatten(init_weights(net, "kaiming", 0.0, generator(0)))
+    assert torch.equal(params["features.1.weight"], torch.ones(4))
+    assert torch.equal(params["features.1.bias"], torch.zeros(4))
+
+
+def test_model_parameters_are_untouched(net):
+    before = [p.clone() for p in net.module.parameters()]
+    init_weights(net, "orthogonal", 1.0, generator(0))
+    assert all(torch.equal(p, q) for p, q in zip(net.module.parameters(), before))
+
+
+def test_fixed_init_is_one_vector_for_training_and_evaluation(net):
+    fixed = FixedInit(net, "xavier", 1.0, seed=3)
+    assert torch.equal(fixed.sample(4, 0), fixed.sample(1, 99))
+    assert torch.equal(fixed.held_out(200), fixed.theta[None])
+    restored = FixedInit(net, "xavier", 1.0, seed=999, theta=fixed.state_dict()["theta"])
+    assert torch.equal(restored.theta, fixed.theta)
+
+
+def test_random_init_is_reproducible_per_iteration_and_disjoint_from_evaluation(net):
+    sampler = RandomInit(net, "xavier", 1.0, seed=0)
+    a, b = sampler.sample(3, 7), sampler.sample(3, 7)
+    assert torch.equal(a, b)
+    assert not torch.equal(sampler.sample(3, 8), a)
+    assert len({tuple(r[:5].tolist()) for r in a}) == 3
+    held = sampler.held_out(5)
+    train_rows = torch.cat([sampler.sample(3, i) for i in range(20)])
+    assert not any(torch.equal(h, t) for h in held for t in train_rows)

@@ -1,0 +1,57 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from distill.errors import UserError
+from distill.synthetic import DistilledData, inverse_softplus, round_robin_labels
+
+
+def test_inverse_softplus():
+    for y in (1e-4, 0.02, 1.0, 30.0):
+        assert F.softplus(torch.tensor(inverse_softplus(y), dtype=torch.float64)).item() == pytest.approx(y, rel=1e-9)
+
+
+def test_layout_labels_and_learning_rates():
+    data = DistilledData.create(20, 2, 3, (1, 8, 8), 10, lr=0.05)
+    assert data.x.shape == (2, 10, 1, 8, 8)
+    assert data.steps == 2 and data.epochs == 3 and data.n == 20
+    assert torch.equal(data.labels, torch.arange(10).repeat(2, 1))
+    assert torch.allclose(data.lrs(), torch.full((6,), 0.05))
+    steps = list(data.iter_steps())
+    assert len(steps) == 6
+    assert steps[3][0] is not None and torch.equal(steps[3][0], data.x[1])
+    assert {n for n, _ in data.named_parameters()} == {"x", "raw_lrs"}
+
+
+def test_round_robin_labels():
+    assert round_robin_labels(5, 3).tolist() == [0, 1, 2, 0, 1]
+
+
+def test_real_initialisation_copies_samples_of_the_right_class():
+    x = torch.arange(30.0).view(30, 1, 1, 1)
+    y = torch.arange(30) % 3
+    data = DistilledData.create(6, 2, 1, (1, 1, 1), 3, lr=0.01, real=(x, y), generator=torch.Generator().manual_seed(0))
+    values = data.x.detach().flatten().long()
+    assert torch.equal(values % 3, data.labels.flatten())
+
+
+def test_indivisible_steps_is_a_user_error():
+    with pytest.raises(UserError, match="not divisible"):
+        DistilledData.create(10, 3, 1, (1, 8, 8), 10, lr=0.01)
+
+
+def test_save_load_round_trip_with_weights_only(tmp_path):
+    data = DistilledData.create(20, 2, 3, (1, 8, 8), 10, lr=0.05)
+    data.save(tmp_path / "d.pt")
+    torch.load(tmp_path / "d.pt", weights_only=True)
+    loaded = DistilledData.load(tmp_path / "d.pt")
+    assert torch.equal(loaded.x, data.x) and torch.equal(loaded.labels, data.labels)
+    assert torch.equal(loaded.raw_lrs, data.raw_lrs) and loaded.num_classes == 10
+
+
+def test_loading_garbage_is_a_user_error(tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"not a torch file")
+    with pytest.raises(UserError, match="not a distilled-data file"):
+        DistilledData.load(tmp_path / "bad.pt")
+    with pytest.raises(UserError, match="no distilled data"):
+        DistilledData.load(tmp_path / "missing.pt")

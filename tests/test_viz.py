@@ -1,0 +1,20 @@
+import matplotlib.image
+import torch
+
+from distill.viz import save_grid, to_displayable
+
+
+def test_to_displayable_undoes_normalisation():
+    pixels = torch.rand(2, 3, 4, 4)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    x = (pixels - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    assert torch.allclose(to_displayable(x, mean, std), pixels.movedim(1, -1), atol=1e-6)
+
+
+def test_grid_for_one_and_three_channels(tmp_path):
+    for channels in (1, 3):
+        path = tmp_path / f"grid{channels}.png"
+        save_grid(path, torch.randn(3, 4, channels, 8, 8), torch.arange(12).view(3, 4) % 10,
+                  torch.rand(6), (0.5,) * channels, (0.25,) * channels, [str(c) for c in range(10)])
+        image = matplotlib.image.imread(path)
+        assert image.shape[0] > 100 and image.shape[1] > 100
