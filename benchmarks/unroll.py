@@ -35,6 +35,11 @@ Goals checked at the end: (1) vmap at K=16 takes at most 0.5× the loop's time, 
 (2) recompute's peak memory at T=300 is at most 0.25× stored's, at each K; (3) a full
 outer iteration takes at most 3× the forward-only unroll, at each (T, K), for both modes.
 
+Threads: ``--threads`` is passed to every subprocess (default: torch's own, one per
+core). On a CPU shared with other work, use ``--threads 1``: when another process keeps a
+core busy, torch's OpenMP threads wait on each other and small ops (this LeNet on 10
+images) run tens of times slower, which measures the neighbour, not the unroll.
+
 Usage::
 
     python benchmarks/unroll.py            # T ∈ {10, 30, 100, 300}, K ∈ {1, 4, 16}
@@ -269,6 +274,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+RATIOS = ("vmap_over_loop_time", "recompute_over_stored_memory", "stored_over_forward_time", "recompute_over_forward_time")
+
+
 def table_rows(measurements: list[dict]) -> list[dict]:
     """One row per (T, K) with the four modes' times and memories and their ratios."""
     by_key = {(m["T"], m["K"], m["mode"]): m for m in measurements}
@@ -331,12 +339,19 @@ def evaluate_goals(rows: list[dict]) -> list[dict]:
 # --- reporting ---------------------------------------------------------------------
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
 def machine_info(args: argparse.Namespace, threads: int) -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
     info = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "platform": platform.platform(),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "load_average_at_start": os.getloadavg(),
         "python": platform.python_version(),
@@ -360,7 +375,7 @@ def markdown(info: dict, rows: list[dict], goals: list[dict]) -> str:
         "",
         f"{info['date']} · {info['platform']} · {info['cpu']} ({info['cpu_count']} CPUs, "
         f"load {info['load_average_at_start'][0]:.2f} at start) · torch {info['torch']} · "
-        f"{info['threads']} threads · device {info.get('gpu', info['device'])}",
+        f"torch threads {info['threads']} · device {info.get('gpu', info['device'])}",
         "",
         f"Seconds per outer iteration (median); peak memory = {memory} during one call. "
         "vmap/loop = stored ÷ loop time; rec/sto mem = recompute ÷ stored peak; "
@@ -372,13 +387,10 @@ def markdown(info: dict, rows: list[dict], goals: list[dict]) -> str:
     ]
     for r in rows:
         s, m = r["seconds"], r["peak_mib"]
-        cells = [
-            str(r["T"]), str(r["K"]),
-            _fmt(s["stored"], ".4f"), _fmt(s["recompute"], ".4f"), _fmt(s["loop"], ".4f"), _fmt(s["forward"], ".4f"),
-            _fmt(m["stored"], ".1f"), _fmt(m["recompute"], ".1f"),
-            _fmt(r["vmap_over_loop_time"], ".2f"), _fmt(r["recompute_over_stored_memory"], ".2f"),
-            _fmt(r["stored_over_forward_time"], ".2f"), _fmt(r["recompute_over_forward_time"], ".2f"),
-        ]  # fmt: skip
+        times = [_fmt(s[mode], ".4f") for mode in MODES]
+        memories = [_fmt(m[mode], ".1f") for mode in ("stored", "recompute")]
+        ratios = [_fmt(r[key], ".2f") for key in RATIOS]
+        cells = [str(r["T"]), str(r["K"]), *times, *memories, *ratios]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Goals", ""] + [f"- {goal_line(g)}" for g in goals]
     return "\n".join(lines) + "\n"

@@ -50,7 +50,7 @@ class SyntheticConfig(Section):
     steps: PositiveInt = 10
     epochs: PositiveInt = 3
     lr_init: PositiveFloat = 0.02
-    data_init: Literal["normal", "real"] = "normal"
+    data_init: Literal["normal", "real"] = "real"
 
     @model_validator(mode="after")
     def _whole_steps(self) -> "SyntheticConfig":
@@ -62,9 +62,9 @@ class SyntheticConfig(Section):
 class OuterConfig(Section):
     epochs: PositiveFloat = 400
     batch_size: PositiveInt = 1024
-    lr: PositiveFloat = 0.01
+    lr: PositiveFloat = 0.02
     betas: tuple[float, float] = (0.5, 0.999)
-    decay_epochs: PositiveFloat = 40
+    decay_epochs: PositiveFloat = 100
     decay_factor: PositiveFloat = 0.5
     models_per_iteration: PositiveInt = 1
     backgrad: Literal[MODES] = "stored"  # type: ignore[valid-type]

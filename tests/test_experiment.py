@@ -30,9 +30,12 @@ def test_run_directory_contract(quick_config, tmp_path):
 
 
 def test_distillation_learns_on_digits(quick_config, tmp_path):
-    """A short run must beat the untrained network by a wide margin on the test split."""
-    metrics = run_experiment(quick_config("outer.epochs=40", "outer.decay_epochs=40", "synthetic.lr_init=0.1"), tmp_path)
-    assert metrics["test_acc"]["mean"] > metrics["before_acc"]["mean"] + 0.3
+    """From N(0, 1) noise, a short run must learn data that trains the network far above chance."""
+    config = quick_config("synthetic.data_init=normal", "outer.epochs=40", "outer.decay_epochs=40", "outer.lr=0.05")
+    metrics = run_experiment(config, tmp_path)
+    losses = [float(r["loss"]) for r in csv.DictReader(open(tmp_path / "log.csv"))]
+    assert losses[-1] < 0.5 * losses[0]
+    assert metrics["test_acc"]["mean"] > 0.6
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted_run(quick_config, tmp_path):
