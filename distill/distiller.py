@@ -106,9 +106,10 @@ def distill(
             schedule.step()
             done = completed = iteration + 1
 
-            if done % config.run.log_every == 0 or done == iterations:
+            evaluate_now = config.eval.every > 0 and done % config.eval.every == 0
+            if evaluate_now or done % config.run.log_every == 0 or done == iterations:
                 acc = None
-                if config.eval.every and (done % config.eval.every == 0):
+                if evaluate_now:
                     held = sampler.held_out(config.eval.models_during).to(real.train_x.device)
                     acc = evaluate(net, data, held, real.test_x, real.test_y, config.eval.batch_size).test_acc.mean
                 row = _log_row(done, done / batches.per_epoch, result.loss, data, optimizer, time.perf_counter() - clock, acc)

@@ -107,6 +107,7 @@ def run_experiment(
     data = data.cpu()
     data.save(run.distilled)
     evaluation = evaluate_held_out(setup, data, sampler, config.eval.models)
+    last = run.read_log()[-1]
     save_grid(run.grid, data.x, data.labels, data.lrs().detach(), setup.dataset.mean, setup.dataset.std, setup.dataset.class_names)
     metrics = {
         "method": config.method,
@@ -119,8 +120,8 @@ def run_experiment(
         "test_acc": evaluation.test_acc.as_dict(),
         "before_acc": evaluation.before.as_dict(),
         "seconds": round(seconds, 2),
-        "iterations": int(run.read_log()[-1]["iteration"]) if run.read_log() else 0,
-        "final_loss": float(run.read_log()[-1]["loss"]) if run.read_log() else None,
+        "iterations": int(last["iteration"]),
+        "final_loss": float(last["loss"]),
         "lrs": [round(v, 6) for v in data.lrs().tolist()],
         "device": str(setup.device),
     }
