@@ -9,8 +9,9 @@ vectors; an outer loss on a batch of 1,024 random real inputs. For every ``(T, K
 * ``recompute`` — the same with ``mode="recompute"``;
 * ``loop``      — the K initialisations one at a time: K calls of stored-mode
   ``hypergradient`` on ``theta0[k:k+1]``, their gradients averaged (what vmap replaces);
-* ``forward``   — the forward-only unroll ``train(net, theta0, x, labels, lrs)``, no
-  gradient to the synthetic data (the floor an outer iteration is compared with).
+* ``forward``   — the forward-only unroll: ``train(net, theta0, x, labels, lrs)`` and the
+  outer loss of ``θ_T`` on the real batch, with no gradient to the synthetic data (the
+  floor an outer iteration is compared with).
 
 How. Every measurement runs in a fresh subprocess (the script re-invokes itself with
 ``--one T K MODE`` and reads one JSON line back), so no measurement inherits another's
@@ -72,6 +73,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
+from torch.func import vmap  # noqa: E402
 
 from distill.functional import FunctionalNet  # noqa: E402
 from distill.inits import init_weights  # noqa: E402
@@ -143,9 +145,12 @@ def looped_outer_iteration(problem: Problem) -> Tensor:
 
 
 def forward_unroll(problem: Problem) -> Tensor:
-    """Equation (1) only, without gradients: ``θ_T``."""
+    """The same unroll without any gradient to the synthetic data: equation (1) to ``θ_T``
+    and the outer loss ``L`` of ``θ_T`` on the real batch (forward only); returns ``L``."""
     p = problem
-    return train(p.net, p.theta0, p.x, p.labels, p.lrs)
+    final = train(p.net, p.theta0, p.x, p.labels, p.lrs)
+    with torch.no_grad():
+        return vmap(p.net.loss, in_dims=(0, None, None), chunk_size=1)(final, p.real_x, p.real_labels).mean()
 
 
 WORKLOADS: dict[str, Callable[[Problem], Tensor]] = {
