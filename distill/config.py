@@ -22,10 +22,18 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class DatasetConfig(Section):
+class DatasetConfig(BaseModel):
+    """``name``, ``root``, ``download`` and the dataset's own options (text datasets:
+    ``glove``, ``embed_dim``, ``max_len``, ``max_vocab``, ...), passed through."""
+
+    model_config = ConfigDict(extra="allow")
     name: str = "digits"
     root: str = "data"
     download: bool = False
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
 
 
 class ModelConfig(BaseModel):
@@ -51,11 +59,23 @@ class SyntheticConfig(Section):
     epochs: PositiveInt = 3
     lr_init: PositiveFloat = 0.02
     data_init: Literal["normal", "real"] = "real"
+    labels: Literal["hard", "learned"] = "hard"
+    label_init: Literal["one_hot", "smoothed", "normal", "file"] = "one_hot"
+    label_smoothing: float = Field(0.1, ge=0, le=1)
+    label_file: str | None = None
+    label_softmax: bool = False
+    freeze_data: bool = False
 
     @model_validator(mode="after")
-    def _whole_steps(self) -> "SyntheticConfig":
+    def _consistent(self) -> "SyntheticConfig":
         if self.n % self.steps:
             raise ValueError(f"n = {self.n} samples cannot be split into {self.steps} equal steps")
+        if self.label_init == "file" and not self.label_file:
+            raise ValueError("label_init 'file' needs synthetic.label_file")
+        if self.labels == "hard" and (self.label_init != "one_hot" or self.label_softmax):
+            raise ValueError("label_init and label_softmax apply to learned labels: set synthetic.labels: learned")
+        if self.labels == "hard" and self.freeze_data:
+            raise ValueError("freeze_data with hard labels would learn nothing but the learning rates; set synthetic.labels: learned")
         return self
 
 

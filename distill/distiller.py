@@ -26,7 +26,7 @@ from .functional import FunctionalNet
 from .inits import InitSampler, generator
 from .rundir import RunDir
 from .synthetic import DistilledData
-from .unroll import hypergradient
+from .unroll import HyperGradient, hypergradient
 
 BATCH_STREAM = 3
 
@@ -92,17 +92,15 @@ def distill(
             theta0 = sampler.sample(outer.models_per_iteration, iteration).to(real.train_x.device)
             idx = batches.indices(iteration).to(real.train_x.device)
             result = hypergradient(
-                net, theta0, data.x, data.labels, data.lrs(), real.train_x[idx], real.train_y[idx], mode=outer.backgrad
+                net, theta0, data.x, data.targets(), data.lrs(), real.train_x[idx], real.train_y[idx],
+                mode=outer.backgrad, learn_labels=data.learns_labels,
             )
-            if not (torch.isfinite(result.loss) and torch.isfinite(result.x).all() and torch.isfinite(result.lrs).all()):
+            if not all(torch.isfinite(g).all() for g in (result.loss, result.x, result.lrs)):
                 raise DivergenceError(
                     f"the distillation loss diverged (loss {result.loss.item():.4g}) at iteration {iteration + 1}; "
                     f"the last good checkpoint is kept in {run.checkpoint}"
                 )
-            optimizer.zero_grad()
-            data.x.grad = result.x
-            torch.autograd.backward(data.lrs(), result.lrs)
-            optimizer.step()
+            apply_gradients(data, result, optimizer, learn_data=not config.synthetic.freeze_data)
             schedule.step()
             done = completed = iteration + 1
 
@@ -125,6 +123,20 @@ def distill(
     finally:
         progress.close()
     return data
+
+
+def apply_gradients(data: DistilledData, result: HyperGradient, optimizer: torch.optim.Optimizer, learn_data: bool) -> None:
+    """One Adam step on the synthetic parameters, the gradients chained through
+    ``η = softplus(r)`` and, for soft labels, through ``targets()``."""
+    optimizer.zero_grad(set_to_none=True)
+    if learn_data:
+        data.x.grad = result.x
+    outputs, grads = [data.lrs()], [result.lrs]
+    if data.learns_labels:
+        outputs.append(data.targets())
+        grads.append(result.labels)
+    torch.autograd.backward(outputs, grads)
+    optimizer.step()
 
 
 def _log_row(done: int, epoch: float, loss: Tensor, data: DistilledData, optimizer, seconds: float, acc: float | None) -> dict:

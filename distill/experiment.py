@@ -20,7 +20,7 @@ from .functional import FunctionalNet
 from .inits import InitSampler, generator, make_sampler
 from .models import build_model
 from .rundir import RunDir
-from .synthetic import DistilledData
+from .synthetic import DistilledData, initial_soft_labels, read_soft_labels, round_robin_labels
 from .viz import save_grid
 
 DATA_STREAM = 4
@@ -48,11 +48,12 @@ def resolve_device(name: str) -> torch.device:
 def build(config: Config) -> Setup:
     """Load the dataset, check the config against it, and build the model."""
     device = resolve_device(config.run.device)
-    dataset = load_dataset(config.dataset.name, root=config.dataset.root, download=config.dataset.download)
-    if config.synthetic.n < dataset.num_classes:
+    dataset = load_dataset(config.dataset.name, root=config.dataset.root, download=config.dataset.download, **config.dataset.options)
+    if config.synthetic.labels == "hard" and config.synthetic.n < dataset.num_classes:
         raise UserError(
             f"synthetic.n = {config.synthetic.n} is fewer than the {dataset.num_classes} classes of "
-            f"{dataset.name}: hard labels need at least one sample per class"
+            f"{dataset.name}: hard labels need at least one sample per class (learned labels do not: "
+            f"synthetic.labels: learned)"
         )
     module = build_model(config.model.name, dataset.input_shape, dataset.num_classes, **config.model.options).to(device)
     real = RealData(*(t.to(device) for t in (dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y)))
@@ -62,9 +63,15 @@ def build(config: Config) -> Setup:
 def new_distilled_data(setup: Setup) -> DistilledData:
     syn, ds = setup.config.synthetic, setup.dataset
     real = (ds.train_x, ds.train_y) if syn.data_init == "real" else None
+    gen = generator(setup.config.seed, DATA_STREAM)
+    soft = None
+    if syn.labels == "learned":
+        if syn.label_init == "file":
+            soft = read_soft_labels(syn.label_file, syn.n, ds.num_classes)
+        else:
+            soft = initial_soft_labels(round_robin_labels(syn.n, ds.num_classes), ds.num_classes, syn.label_init, syn.label_smoothing, gen)
     data = DistilledData.create(
-        syn.n, syn.steps, syn.epochs, ds.input_shape, ds.num_classes, syn.lr_init, real,
-        generator(setup.config.seed, DATA_STREAM),
+        syn.n, syn.steps, syn.epochs, ds.input_shape, ds.num_classes, syn.lr_init, real, gen, soft, syn.label_softmax
     )
     return data.to(setup.device)
 
@@ -108,7 +115,9 @@ def run_experiment(
     data.save(run.distilled)
     evaluation = evaluate_held_out(setup, data, sampler, config.eval.models)
     last = run.read_log()[-1]
-    save_grid(run.grid, data.x, data.labels, data.lrs().detach(), setup.dataset.mean, setup.dataset.std, setup.dataset.class_names)
+    save_grid(run.grid, data.x, data.labels.detach(), data.lrs().detach(), setup.dataset.mean, setup.dataset.std, setup.dataset.class_names)
+    if data.learns_labels:
+        run.write_labels(data.labels.detach(), setup.dataset.class_names)
     metrics = {
         "method": config.method,
         "dataset": config.dataset.name,

@@ -1,7 +1,8 @@
 """The run directory: the files every command writes and reads (DESIGN.md, "Run directory").
 
 ``config.yaml`` (resolved config), ``checkpoint.pt`` (resumable state, written
-atomically), ``distilled.pt``, ``log.csv``, ``metrics.json``, ``grid.png``.
+atomically), ``distilled.pt``, ``log.csv``, ``metrics.json``, ``grid.png``, and for
+learned labels ``labels.csv``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class RunDir:
         self.log = self.path / "log.csv"
         self.metrics = self.path / "metrics.json"
         self.grid = self.path / "grid.png"
+        self.labels = self.path / "labels.csv"
 
     def create(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -63,6 +65,16 @@ class RunDir:
         if not self.metrics.exists():
             raise UserError(f"{self.metrics} is missing: the run has not finished (resume it with --resume)")
         return json.loads(self.metrics.read_text())
+
+    def write_labels(self, labels, class_names) -> None:
+        """The learned label matrix: one row per synthetic sample (``step, index``, then one
+        column per class), readable back by ``synthetic.label_file``."""
+        with open(self.labels, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["step", "index", *class_names])
+            for s, step in enumerate(labels.tolist()):
+                for j, row in enumerate(step):
+                    writer.writerow([s, j, *(f"{v:.6g}" for v in row)])
 
     def start_log(self, keep_until: int = 0) -> None:
         """A fresh ``log.csv``, keeping the rows of iterations ``≤ keep_until`` (for a resume)."""

@@ -31,7 +31,7 @@ class DistilledData(nn.Module):
     """Synthetic inputs ``x`` ([S, m, *sample_shape]), labels ([S, m] class indices, or
     [S, m, C] real-valued vectors) and raw learning rates ([S × epochs])."""
 
-    def __init__(self, x: Tensor, labels: Tensor, raw_lrs: Tensor, num_classes: int) -> None:
+    def __init__(self, x: Tensor, labels: Tensor, raw_lrs: Tensor, num_classes: int, label_softmax: bool = False) -> None:
         super().__init__()
         steps = x.shape[0]
         if labels.shape[:2] != x.shape[:2]:
@@ -45,6 +45,7 @@ class DistilledData(nn.Module):
             self.register_buffer("labels", labels)
         self.raw_lrs = nn.Parameter(raw_lrs)
         self.num_classes = num_classes
+        self.label_softmax = label_softmax
 
     @classmethod
     def create(
@@ -57,19 +58,23 @@ class DistilledData(nn.Module):
         lr: float,
         real: tuple[Tensor, Tensor] | None = None,
         generator: torch.Generator | None = None,
+        soft_labels: Tensor | None = None,
+        label_softmax: bool = False,
     ) -> "DistilledData":
-        """``n`` samples in ``steps`` steps with round-robin hard labels, all learning rates
+        """``n`` samples in ``steps`` steps with round-robin classes, all learning rates
         ``lr``. Inputs are drawn from N(0, 1), or, given ``real = (x, y)``, copied from random
-        real samples of each sample's class."""
+        real samples of each sample's class. Labels are the class indices, or the learnable
+        ``soft_labels`` ([n, C]) when given."""
         if n % steps:
             raise UserError(f"synthetic.n = {n} is not divisible by synthetic.steps = {steps}")
-        labels = round_robin_labels(n, num_classes)
+        classes = round_robin_labels(n, num_classes)
         if real is None:
             x = torch.randn(n, *sample_shape, generator=generator)
         else:
-            x = _real_samples(real, labels, generator)
+            x = _real_samples(real, classes, generator)
+        labels = classes if soft_labels is None else soft_labels
         raw = torch.full((steps * epochs,), inverse_softplus(lr))
-        return cls(x.view(steps, n // steps, *sample_shape), labels.view(steps, -1), raw, num_classes)
+        return cls(x.view(steps, n // steps, *sample_shape), labels.view(steps, n // steps, *labels.shape[1:]), raw, num_classes, label_softmax)
 
     @property
     def steps(self) -> int:
@@ -83,18 +88,34 @@ class DistilledData(nn.Module):
     def n(self) -> int:
         return self.x.shape[0] * self.x.shape[1]
 
+    @property
+    def learns_labels(self) -> bool:
+        return self.labels.is_floating_point()
+
     def lrs(self) -> Tensor:
         """``η = softplus(r)``, shape [T]."""
         return F.softplus(self.raw_lrs)
 
+    def targets(self) -> Tensor:
+        """What the inner loss is trained against: class indices, the soft label vectors as
+        given, or ``softmax(labels)`` when ``label_softmax``."""
+        return F.softmax(self.labels, dim=-1) if self.label_softmax else self.labels
+
     def iter_steps(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        """The ``T`` training steps in order: ``(x_s, labels_s, η_t)`` with ``s = t mod S``."""
+        """The ``T`` training steps in order: ``(x_s, targets_s, η_t)`` with ``s = t mod S``."""
+        targets = self.targets()
         for t, lr in enumerate(self.lrs()):
-            yield self.x[t % self.steps], self.labels[t % self.steps], lr
+            yield self.x[t % self.steps], targets[t % self.steps], lr
 
     def save(self, path: str | Path) -> None:
         torch.save(
-            {"x": self.x.detach(), "labels": self.labels.detach(), "raw_lrs": self.raw_lrs.detach(), "num_classes": self.num_classes},
+            {
+                "x": self.x.detach(),
+                "labels": self.labels.detach(),
+                "raw_lrs": self.raw_lrs.detach(),
+                "num_classes": self.num_classes,
+                "label_softmax": self.label_softmax,
+            },
             path,
         )
 
@@ -102,11 +123,43 @@ class DistilledData(nn.Module):
     def load(cls, path: str | Path) -> "DistilledData":
         try:
             state = torch.load(path, weights_only=True, map_location="cpu")
-            return cls(state["x"], state["labels"], state["raw_lrs"], state["num_classes"])
+            return cls(state["x"], state["labels"], state["raw_lrs"], state["num_classes"], state.get("label_softmax", False))
         except FileNotFoundError:
             raise UserError(f"no distilled data at {path}") from None
         except Exception as error:  # a truncated or foreign file
             raise UserError(f"{path} is not a distilled-data file ({error})") from None
+
+
+def initial_soft_labels(classes: Tensor, num_classes: int, init: str, smoothing: float = 0.1, generator: torch.Generator | None = None) -> Tensor:
+    """Learnable label vectors [n, C] for samples of class ``classes``: ``one_hot``;
+    ``smoothed`` ``(1 − ε)·onehot + ε/C``; or ``normal`` N(0, 1) entries."""
+    one_hot = F.one_hot(classes, num_classes).float()
+    if init == "one_hot":
+        return one_hot
+    if init == "smoothed":
+        return (1 - smoothing) * one_hot + smoothing / num_classes
+    if init == "normal":
+        return torch.randn(len(classes), num_classes, generator=generator)
+    raise ValueError(f"unknown label init {init!r}")
+
+
+def read_soft_labels(path: str | Path, n: int, num_classes: int) -> Tensor:
+    """Label vectors [n, C] from a ``labels.csv`` written by a run (columns ``step, index,
+    then one per class``) or a ``.pt`` file holding an [n, C] tensor."""
+    path = Path(path)
+    try:
+        if path.suffix == ".pt":
+            labels = torch.load(path, weights_only=True).float().reshape(-1, num_classes)
+        else:
+            rows = path.read_text().strip().splitlines()[1:]
+            labels = torch.tensor([[float(v) for v in row.split(",")[2:]] for row in rows])
+    except FileNotFoundError:
+        raise UserError(f"synthetic.label_file: no file at {path}") from None
+    except (ValueError, RuntimeError) as error:
+        raise UserError(f"synthetic.label_file {path} does not hold a label matrix ({error})") from None
+    if labels.shape != (n, num_classes):
+        raise UserError(f"synthetic.label_file {path} holds labels of shape {tuple(labels.shape)}, expected ({n}, {num_classes})")
+    return labels
 
 
 def _real_samples(real: tuple[Tensor, Tensor], labels: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -20,8 +20,11 @@ def to_displayable(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Te
 
 
 def caption(label: Tensor, class_names: Sequence[str]) -> str:
-    """The class name of a hard label."""
-    return class_names[int(label)]
+    """The class name of a hard label; for a label vector, its top-3 classes and values."""
+    if not label.is_floating_point():
+        return class_names[int(label)]
+    values, classes = label.topk(min(3, len(label)))
+    return "\n".join(f"{class_names[c]}: {v:.2f}" for v, c in zip(values.tolist(), classes.tolist()))
 
 
 def save_grid(
@@ -34,11 +37,13 @@ def save_grid(
     class_names: Sequence[str],
 ) -> None:
     """Draw ``x`` ([S, m, C, H, W]) as S rows (the first ``MAX_COLUMNS`` samples of each
-    step), every image captioned with its label, every row with its first-epoch ``η``."""
+    step), every image captioned with its label (hard labels: the class; label vectors: the
+    top-3 classes and their values), every row with its first-epoch ``η``."""
     steps, per_step = x.shape[:2]
     columns = min(per_step, MAX_COLUMNS)
     images = to_displayable(x[:, :columns].detach().cpu().float(), mean, std)
-    fig = Figure(figsize=(1.1 * columns + 0.9, 1.25 * steps))
+    caption_lines = 3 if labels.is_floating_point() else 1
+    fig = Figure(figsize=(1.1 * columns + 0.9, (1.1 + 0.15 * caption_lines) * steps))
     axes = fig.subplots(steps, columns, squeeze=False)
     for s in range(steps):
         for j in range(columns):

@@ -46,6 +46,8 @@ def test_unknown_top_level_key():
         ("init.scheme=glorot", "init.scheme"),
         ("outer.backgrad=magic", "outer.backgrad"),
         ("synthetic.n=15", "cannot be split into 10 equal steps"),
+        ("synthetic.label_init=normal", "set synthetic.labels: learned"),
+        ("synthetic.freeze_data=true", "learn nothing but the learning rates"),
     ],
 )
 def test_impossible_values_are_clear_errors(override, message):
@@ -62,3 +64,8 @@ def test_malformed_override_and_missing_file(tmp_path):
     bad.write_text("a: [1,\n")
     with pytest.raises(UserError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_file_label_init_needs_a_file():
+    with pytest.raises(UserError, match="needs synthetic.label_file"):
+        load_config(None, ["synthetic.labels=learned", "synthetic.label_init=file"])

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from distill.errors import DivergenceError, UserError
-from distill.experiment import evaluate_run, run_experiment, summarize_run
+from distill.experiment import DATA_STREAM, evaluate_run, run_experiment, summarize_run
+from distill.inits import generator
 from distill.synthetic import DistilledData
 
 CONTRACT_KEYS = {"method", "dataset", "model", "init", "n_distilled", "steps", "epochs", "test_acc", "seconds"}
@@ -94,3 +95,25 @@ def test_eval_and_show(quick_config, tmp_path):
     assert metrics["evaluations"][0]["models"] == 6
     summary = summarize_run(tmp_path)
     assert "digits" in summary and "random init" in summary and "6 networks" in summary
+
+
+def test_learned_soft_labels_with_fewer_samples_than_classes(quick_config, tmp_path):
+    config = quick_config("synthetic.labels=learned", "synthetic.n=5", "synthetic.steps=1", "outer.lr=0.05")
+    metrics = run_experiment(config, tmp_path / "soft")
+    data = DistilledData.load(tmp_path / "soft" / "distilled.pt")
+    assert data.labels.shape == (1, 5, 10) and data.labels.is_floating_point()
+    initial = torch.nn.functional.one_hot(torch.arange(5), 10).float()
+    assert not torch.allclose(data.labels[0], initial)
+    rows = list(csv.reader(open(tmp_path / "soft" / "labels.csv")))
+    assert rows[0] == ["step", "index", *map(str, range(10))] and len(rows) == 6
+    assert metrics["n_distilled"] == 5
+
+    again = quick_config("synthetic.labels=learned", "synthetic.n=5", "synthetic.steps=1", "synthetic.label_init=file",
+                         f"synthetic.label_file={tmp_path / 'soft' / 'labels.csv'}", "synthetic.freeze_data=true",
+                         "synthetic.data_init=normal", "outer.epochs=2")
+    run_experiment(again, tmp_path / "labels_only")
+    reread = DistilledData.load(tmp_path / "labels_only" / "distilled.pt")
+    fresh = torch.randn(5, 1, 8, 8, generator=generator(0, DATA_STREAM))
+    assert torch.equal(reread.x.flatten(), fresh.flatten()), "freeze_data must leave the data as initialised"
+    assert not torch.allclose(reread.labels, data.labels, atol=1e-4), "labels keep learning from the file's values"
+    assert torch.allclose(reread.labels, data.labels, atol=0.2)

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from distill.errors import UserError
-from distill.synthetic import DistilledData, inverse_softplus, round_robin_labels
+from distill.synthetic import DistilledData, initial_soft_labels, inverse_softplus, read_soft_labels, round_robin_labels
 
 
 def test_inverse_softplus():
@@ -55,3 +55,33 @@ def test_loading_garbage_is_a_user_error(tmp_path):
         DistilledData.load(tmp_path / "bad.pt")
     with pytest.raises(UserError, match="no distilled data"):
         DistilledData.load(tmp_path / "missing.pt")
+
+
+def test_soft_label_initialisations():
+    classes = torch.tensor([0, 2, 1])
+    assert torch.equal(initial_soft_labels(classes, 3, "one_hot"), torch.eye(3)[classes])
+    smoothed = initial_soft_labels(classes, 3, "smoothed", smoothing=0.3)
+    assert torch.allclose(smoothed.sum(1), torch.ones(3)) and torch.allclose(smoothed[0], torch.tensor([0.8, 0.1, 0.1]))
+    normal = initial_soft_labels(classes, 3, "normal", generator=torch.Generator().manual_seed(0))
+    assert normal.shape == (3, 3) and not torch.equal(normal, torch.eye(3)[classes])
+
+
+def test_soft_labels_are_learnable_and_softmax_targets():
+    soft = torch.randn(4, 3)
+    data = DistilledData.create(4, 2, 1, (1, 2, 2), 3, lr=0.1, soft_labels=soft, label_softmax=True)
+    assert data.learns_labels and {n for n, _ in data.named_parameters()} == {"x", "labels", "raw_lrs"}
+    assert torch.allclose(data.targets().sum(-1), torch.ones(2, 2))
+    assert torch.allclose(next(data.iter_steps())[1], torch.softmax(soft[:2], -1))
+
+
+def test_read_soft_labels_errors(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("step,index,a,b\n0,0,1.5,-0.5\n")
+    assert torch.equal(read_soft_labels(path, 1, 2), torch.tensor([[1.5, -0.5]]))
+    with pytest.raises(UserError, match=r"expected \(2, 2\)"):
+        read_soft_labels(path, 2, 2)
+    path.write_text("step,index,a,b\n0,0,x,y\n")
+    with pytest.raises(UserError, match="does not hold a label matrix"):
+        read_soft_labels(path, 1, 2)
+    with pytest.raises(UserError, match="no file"):
+        read_soft_labels(tmp_path / "missing.csv", 1, 2)

@@ -1,7 +1,7 @@
 import matplotlib.image
 import torch
 
-from distill.viz import save_grid, to_displayable
+from distill.viz import caption, save_grid, to_displayable
 
 
 def test_to_displayable_undoes_normalisation():
@@ -18,3 +18,8 @@ def test_grid_for_one_and_three_channels(tmp_path):
                   torch.rand(6), (0.5,) * channels, (0.25,) * channels, [str(c) for c in range(10)])
         image = matplotlib.image.imread(path)
         assert image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_soft_label_caption_shows_the_top_three_classes():
+    assert caption(torch.tensor(3), list("abcd")) == "d"
+    assert caption(torch.tensor([0.1, 2.34, -0.33, 0.5]), list("abcd")) == "b: 2.34\nd: 0.50\na: 0.10"
