@@ -44,7 +44,7 @@ def assert_pixels(x: torch.Tensor, data: ArrayDataset, expected: np.ndarray) -> 
 
 
 def test_registry_names():
-    assert set(DATASETS) == {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "usps"}
+    assert set(DATASETS) == {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "usps", "imdb", "sst5", "trec6", "trec50"}
 
 
 def test_unknown_name_suggests_closest():

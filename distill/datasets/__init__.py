@@ -4,8 +4,10 @@
     >>> data.train_x.shape, data.num_classes
     (torch.Size([1437, 1, 8, 8]), 10)
 
-``DATASETS`` maps each name to a loader ``(root, download) -> ArrayDataset``; the file
-formats themselves are read in :mod:`distill.datasets.images`.
+``DATASETS`` maps each name to a loader ``(root, download, **options) -> ArrayDataset``; the
+file formats themselves are read in :mod:`distill.datasets.images` and
+:mod:`distill.datasets.text`. Only text datasets take options (GloVe file, ``embed_dim``,
+``max_len``, ``max_vocab``, ...: :class:`~distill.datasets.text.TextOptions`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.datasets import images
-from distill.errors import unknown
+from distill.datasets import images, text
+from distill.errors import UserError, unknown
 
 __all__ = ["DATASETS", "ArrayDataset", "load_dataset"]
 
@@ -30,6 +32,10 @@ class ArrayDataset:
 
     ``mean`` and ``std`` are the per-channel constants the pixels were normalised with
     (``x = (pixel - mean) / std``), so that a viewer can undo it.
+
+    Text datasets are embedded sentences [N, 1, max_len, embed_dim] (mean 0, std 1: not
+    normalised) and also carry their ``vocab`` and its ``embeddings`` [V, embed_dim], to
+    decode sentences back to words (:func:`~distill.datasets.text.nearest_words`).
     """
 
     name: str
@@ -41,6 +47,8 @@ class ArrayDataset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_names: tuple[str, ...]
+    vocab: tuple[str, ...] | None = None
+    embeddings: torch.Tensor | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -49,7 +57,7 @@ class ArrayDataset:
         return channels, height, width
 
 
-Loader = Callable[[Path, bool], ArrayDataset]
+Loader = Callable[..., ArrayDataset]
 
 
 def normalise(pixels: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -77,20 +85,45 @@ def from_images(name: str, arrays: images.ImageArrays) -> ArrayDataset:
     )
 
 
-def load_images(name: str, root: Path, download: bool) -> ArrayDataset:
-    """Read image dataset ``name`` with its reader and normalise it."""
+def load_images(name: str, root: Path, download: bool, **options: object) -> ArrayDataset:
+    """Read image dataset ``name`` with its reader and normalise it; image datasets take no options."""
+    if options:
+        raise UserError(f"dataset '{name}' takes no options, got: {', '.join(sorted(options))}")
     return from_images(name, images.READERS[name](root, download))
 
 
-DATASETS: dict[str, Loader] = {name: functools.partial(load_images, name) for name in images.READERS}
+def load_text(name: str, root: Path, download: bool, **options: object) -> ArrayDataset:
+    """Read text dataset ``name``, embed it with GloVe, and wrap it (see :mod:`distill.datasets.text`)."""
+    arrays = text.read_text_dataset(name, root, download, **options)
+    return ArrayDataset(
+        name=name,
+        train_x=torch.from_numpy(arrays.train_x),
+        train_y=torch.from_numpy(arrays.train_y),
+        test_x=torch.from_numpy(arrays.test_x),
+        test_y=torch.from_numpy(arrays.test_y),
+        num_classes=len(arrays.class_names),
+        mean=(0.0,),
+        std=(1.0,),
+        class_names=arrays.class_names,
+        vocab=arrays.vocab,
+        embeddings=torch.from_numpy(arrays.embeddings),
+    )
 
 
-def load_dataset(name: str, root: str | Path = "data", download: bool = False) -> ArrayDataset:
+DATASETS: dict[str, Loader] = {
+    **{name: functools.partial(load_images, name) for name in images.READERS},
+    **{name: functools.partial(load_text, name) for name in text.READERS},
+}
+
+
+def load_dataset(name: str, root: str | Path = "data", download: bool = False, **options: object) -> ArrayDataset:
     """Load dataset ``name`` from ``root`` (laid out as torchvision lays it out) into memory.
 
-    With ``download=True`` missing files are fetched and checksum-verified first; without,
-    a missing dataset is a UserError naming the path it looked for.
+    With ``download=True`` missing files are fetched (and checksum-verified where a checksum
+    is known) first; without, a missing dataset is a UserError naming the path it looked for.
+    ``options`` go to text datasets, e.g. ``load_dataset("trec6", glove="glove/glove.6B.50d.txt",
+    embed_dim=50, max_len=400, max_vocab=None)``; image datasets reject them.
     """
     if name not in DATASETS:
         raise unknown("dataset", name, DATASETS)
-    return DATASETS[name](Path(root).expanduser(), download)
+    return DATASETS[name](Path(root).expanduser(), download, **options)
