@@ -21,7 +21,7 @@ from .inits import InitSampler, generator, make_sampler
 from .models import build_model
 from .rundir import RunDir
 from .synthetic import DistilledData, initial_soft_labels, read_soft_labels, round_robin_labels
-from .viz import save_grid
+from .viz import save_grid, save_words
 
 DATA_STREAM = 4
 
@@ -115,7 +115,7 @@ def run_experiment(
     data.save(run.distilled)
     evaluation = evaluate_held_out(setup, data, sampler, config.eval.models)
     last = run.read_log()[-1]
-    save_grid(run.grid, data.x, data.labels.detach(), data.lrs().detach(), setup.dataset.mean, setup.dataset.std, setup.dataset.class_names)
+    save_pictures(run, data, setup.dataset)
     if data.learns_labels:
         run.write_labels(data.labels.detach(), setup.dataset.class_names)
     metrics = {
@@ -136,6 +136,15 @@ def run_experiment(
     }
     run.write_metrics(metrics)
     return metrics
+
+
+def save_pictures(run: RunDir, data: DistilledData, dataset: ArrayDataset) -> None:
+    """``words.txt`` for embedded text, ``grid.png`` for images."""
+    labels, lrs = data.labels.detach(), data.lrs().detach()
+    if dataset.embeddings is not None:
+        save_words(run.words, data.x, labels, lrs, dataset.embeddings, dataset.vocab, dataset.class_names)
+    else:
+        save_grid(run.grid, data.x, labels, lrs, dataset.mean, dataset.std, dataset.class_names)
 
 
 def evaluate_held_out(setup: Setup, data: DistilledData, sampler: InitSampler, models: int) -> Evaluation:

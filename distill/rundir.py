@@ -1,8 +1,8 @@
 """The run directory: the files every command writes and reads (DESIGN.md, "Run directory").
 
 ``config.yaml`` (resolved config), ``checkpoint.pt`` (resumable state, written
-atomically), ``distilled.pt``, ``log.csv``, ``metrics.json``, ``grid.png``, and for
-learned labels ``labels.csv``.
+atomically), ``distilled.pt``, ``log.csv``, ``metrics.json``, ``grid.png`` (images) or
+``words.txt`` (text), and for learned labels ``labels.csv``.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class RunDir:
         self.metrics = self.path / "metrics.json"
         self.grid = self.path / "grid.png"
         self.labels = self.path / "labels.csv"
+        self.words = self.path / "words.txt"
 
     def create(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Pictures of distilled data: a grid with one row per step, each image captioned."""
+"""Pictures of distilled data: for images a grid with one row per step, each image
+captioned; for embedded text the nearest GloVe word of every synthetic token."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor
+
+from .datasets.text import PAD, nearest_words
 
 MAX_COLUMNS = 20
 
@@ -56,3 +59,28 @@ def save_grid(
         axes[s][0].set_ylabel(f"step {s}\nη={lrs[s]:.3g}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
+
+
+def save_words(
+    path: str | Path,
+    x: Tensor,
+    labels: Tensor,
+    lrs: Tensor,
+    embeddings: Tensor,
+    vocab: Sequence[str],
+    class_names: Sequence[str],
+) -> None:
+    """Write every synthetic sentence of ``x`` ([S, m, 1, L, D]) decoded to its nearest
+    words by cosine similarity, one line per sentence under a header per step, with its
+    label; trailing ``<pad>`` tokens are dropped."""
+    sentences = nearest_words(x.detach().cpu(), embeddings, vocab)
+    lines = []
+    for s, step in enumerate(sentences):
+        lines.append(f"## step {s} (η = {lrs[s]:.4g})")
+        for j, (sentence,) in enumerate(step):
+            while sentence and sentence[-1] == PAD:
+                sentence.pop()
+            label = caption(labels[s, j], class_names).replace("\n", ", ")
+            lines.append(f"[{label}] {' '.join(sentence)}")
+        lines.append("")
+    Path(path).write_text("\n".join(lines))

@@ -1,7 +1,7 @@
 import matplotlib.image
 import torch
 
-from distill.viz import caption, save_grid, to_displayable
+from distill.viz import caption, save_grid, save_words, to_displayable
 
 
 def test_to_displayable_undoes_normalisation():
@@ -23,3 +23,13 @@ def test_grid_for_one_and_three_channels(tmp_path):
 def test_soft_label_caption_shows_the_top_three_classes():
     assert caption(torch.tensor(3), list("abcd")) == "d"
     assert caption(torch.tensor([0.1, 2.34, -0.33, 0.5]), list("abcd")) == "b: 2.34\nd: 0.50\na: 0.10"
+
+
+def test_words_decode_each_synthetic_sentence_to_its_nearest_words(tmp_path):
+    vocab = ("<pad>", "<unk>", "good", "bad", "movie")
+    embeddings = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [-1.0, 0.1], [0.0, 1.0]])
+    sentence = torch.tensor([[0.9, 0.1], [0.1, 2.0], [0.0, 0.0]])  # good movie <pad>
+    x = torch.stack([sentence, -sentence]).view(2, 1, 1, 3, 2)
+    save_words(tmp_path / "words.txt", x, torch.tensor([[0], [1]]), torch.tensor([0.5, 0.25]), embeddings, vocab, ["neg", "pos"])
+    text = (tmp_path / "words.txt").read_text().splitlines()
+    assert text == ["## step 0 (η = 0.5)", "[neg] good movie", "", "## step 1 (η = 0.25)", "[pos] bad bad"]
