@@ -170,4 +170,4 @@ def test_bad_input_shape_or_class_count_is_a_user_error():
 def test_model_options_lists_defaults():
     assert model_options("convnet") == {"width": 128, "depth": 3, "norm": "instance"}
     assert model_options("lenet") == {}
-    assert set(MODELS) == {"lenet", "alexcifarnet", "convnet", "mlp"}
+    assert set(MODELS) == {"lenet", "alexcifarnet", "convnet", "mlp", "textcnn", "textlstm"}

@@ -21,12 +21,15 @@ from distill.models.alexnet import AlexCifarNet
 from distill.models.convnet import ConvNet
 from distill.models.lenet import LeNet
 from distill.models.mlp import MLP
+from distill.models.text import TextCNN, TextLSTM
 
 MODELS: dict[str, type[nn.Module]] = {
     "lenet": LeNet,
     "alexcifarnet": AlexCifarNet,
     "convnet": ConvNet,
     "mlp": MLP,
+    "textcnn": TextCNN,
+    "textlstm": TextLSTM,
 }
 
 
@@ -59,4 +62,4 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, **optio
     return MODELS[name](shape, num_classes, **options)
 
 
-__all__ = ["MODELS", "AlexCifarNet", "ConvNet", "LeNet", "MLP", "build_model", "model_options"]
+__all__ = ["MODELS", "AlexCifarNet", "ConvNet", "LeNet", "MLP", "TextCNN", "TextLSTM", "build_model", "model_options"]
