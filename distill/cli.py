@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from .errors import DivergenceError, UserError
@@ -32,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         return COMMANDS[args.command](args)
     except UserError as error:
@@ -41,8 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"distill: {error}", file=sys.stderr)
         return FAILURE
     except KeyboardInterrupt:
-        print("\ndistill: interrupted; the checkpoint is saved, continue with --resume", file=sys.stderr)
+        print("\ndistill: interrupted; a run that had started keeps its last state in checkpoint.pt: continue it with --resume",
+              file=sys.stderr)
         return INTERRUPTED
+
+
+def _terminate_as_interrupt(signum, frame) -> None:
+    """SIGTERM (kill, a scheduler's pre-emption) saves the run like Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -69,6 +77,8 @@ def eval_command(args: argparse.Namespace) -> int:
     if args.models is not None and args.models < 1:
         raise UserError(f"--models must be at least 1, got {args.models}")
     evaluation = evaluate_run(args.run_dir, args.models)
+    if args.models and evaluation.test_acc.n < args.models:
+        print(f"note: a fixed-initialisation run has one initial network, so it is evaluated once, not {args.models} times")
     print(f"before training: {evaluation.before}\nafter training:  {evaluation.test_acc}")
     return 0
 

@@ -70,8 +70,8 @@ class SyntheticConfig(Section):
     def _consistent(self) -> "SyntheticConfig":
         if self.n % self.steps:
             raise ValueError(f"n = {self.n} samples cannot be split into {self.steps} equal steps")
-        if self.label_init == "file" and not self.label_file:
-            raise ValueError("label_init 'file' needs synthetic.label_file")
+        if (self.label_init == "file") != (self.label_file is not None):
+            raise ValueError("synthetic.label_file goes with label_init: file, and label_init: file needs a label_file")
         if self.labels == "hard" and (self.label_init != "one_hot" or self.label_softmax):
             raise ValueError("label_init and label_softmax apply to learned labels: set synthetic.labels: learned")
         if self.labels == "hard" and self.freeze_data:
@@ -88,6 +88,12 @@ class OuterConfig(Section):
     decay_factor: PositiveFloat = 0.5
     models_per_iteration: PositiveInt = 1
     backgrad: Literal[MODES] = "stored"  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _betas_in_range(self) -> "OuterConfig":
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must lie in [0, 1), got {list(self.betas)}")
+        return self
 
 
 class EvalConfig(Section):
@@ -106,7 +112,7 @@ class RunConfig(Section):
 
 class Config(Section):
     method: Literal["distill"] = "distill"
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     dataset: DatasetConfig = DatasetConfig()
     model: ModelConfig = ModelConfig()
     init: InitConfig = InitConfig()
@@ -120,7 +126,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """The validated config of ``path`` (the built-in defaults, i.e. experiments/digits.yaml,
     when None), with
     ``overrides`` such as ``["outer.epochs=5", "model.name=mlp"]`` applied on top."""
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     for item in overrides or []:
         _apply_override(raw, item)
     return validate(raw)
@@ -133,7 +139,7 @@ def validate(raw: dict[str, Any]) -> Config:
         raise UserError(_describe(error)) from None
 
 
-def _read_yaml(path: str | Path | None) -> dict[str, Any]:
+def read_yaml(path: str | Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:

@@ -11,8 +11,11 @@ exactly where an uninterrupted one would.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -95,14 +98,16 @@ def distill(
                 net, theta0, data.x, data.targets(), data.lrs(), real.train_x[idx], real.train_y[idx],
                 mode=outer.backgrad, learn_labels=data.learns_labels,
             )
-            if not all(torch.isfinite(g).all() for g in (result.loss, result.x, result.lrs)):
+            if not all(torch.isfinite(g).all() for g in (result.loss, result.x, result.lrs, result.labels) if g is not None):
+                run.save_checkpoint(completed, data, optimizer, schedule, sampler, time.perf_counter() - clock)
                 raise DivergenceError(
                     f"the distillation loss diverged (loss {result.loss.item():.4g}) at iteration {iteration + 1}; "
-                    f"the last good checkpoint is kept in {run.checkpoint}"
+                    f"the last good state (iteration {completed}) is saved in {run.checkpoint}"
                 )
-            apply_gradients(data, result, optimizer, learn_data=not config.synthetic.freeze_data)
-            schedule.step()
-            done = completed = iteration + 1
+            with deferred_interrupts():
+                apply_gradients(data, result, optimizer, learn_data=not config.synthetic.freeze_data)
+                schedule.step()
+                done = completed = iteration + 1
 
             evaluate_now = config.eval.every > 0 and done % config.eval.every == 0
             if evaluate_now or done % config.run.log_every == 0 or done == iterations:
@@ -123,6 +128,24 @@ def distill(
     finally:
         progress.close()
     return data
+
+
+@contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back until the block is done, so that an interrupt never
+    lands between an update and the count of completed iterations."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda number, frame: caught.append(number)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def apply_gradients(data: DistilledData, result: HyperGradient, optimizer: torch.optim.Optimizer, learn_data: bool) -> None:

@@ -59,7 +59,8 @@ def accuracies(net: FunctionalNet, thetas: Tensor, x: Tensor, y: Tensor, batch_s
 
 def evaluate(net: FunctionalNet, data: DistilledData, thetas0: Tensor, test_x: Tensor, test_y: Tensor, batch_size: int = 2048) -> Evaluation:
     """Train every row of ``thetas0`` on ``data`` and test it, ``MODELS_PER_CHUNK`` at a time."""
-    x, labels, lrs = data.x.detach(), data.targets().detach(), data.lrs().detach()
+    device = thetas0.device
+    x, labels, lrs = (t.detach().to(device) for t in (data.x, data.targets(), data.lrs()))
     before, after = [], []
     for chunk in torch.split(thetas0, MODELS_PER_CHUNK):
         before.append(accuracies(net, chunk, test_x, test_y, batch_size))

@@ -69,7 +69,8 @@ def new_distilled_data(setup: Setup) -> DistilledData:
         if syn.label_init == "file":
             soft = read_soft_labels(syn.label_file, syn.n, ds.num_classes)
         else:
-            soft = initial_soft_labels(round_robin_labels(syn.n, ds.num_classes), ds.num_classes, syn.label_init, syn.label_smoothing, gen)
+            classes = round_robin_labels(syn.n, ds.num_classes)
+            soft = initial_soft_labels(classes, ds.num_classes, syn.label_init, syn.label_smoothing, gen, syn.label_softmax)
     data = DistilledData.create(
         syn.n, syn.steps, syn.epochs, ds.input_shape, ds.num_classes, syn.lr_init, real, gen, soft, syn.label_softmax
     )
@@ -93,16 +94,17 @@ def run_experiment(
     must then equal ``config``.
     """
     run = RunDir(out)
-    resolved = config.model_dump(mode="json")
-    checkpoint = None
+    checkpoint, earlier_evaluations = None, []
     if resume:
-        if run.read_config() != resolved:
+        if validate(run.read_config()) != config:
             raise UserError(f"cannot resume {run.path} with a different config; omit CONFIG to use the run's own")
         checkpoint = run.load_checkpoint()
+        if run.metrics.exists():
+            earlier_evaluations = run.read_metrics().get("evaluations", [])
     elif run.checkpoint.exists():
         raise UserError(f"{run.path} already holds a run; pass --resume to continue it or choose another -o")
     run.create()
-    run.write_config(resolved)
+    run.write_config(config.model_dump(mode="json"))
 
     setup = build(config)
     sampler = sampler_of(setup, checkpoint["sampler"] if checkpoint else None)
@@ -134,13 +136,15 @@ def run_experiment(
         "lrs": [round(v, 6) for v in data.lrs().tolist()],
         "device": str(setup.device),
     }
+    if earlier_evaluations:
+        metrics["evaluations"] = earlier_evaluations
     run.write_metrics(metrics)
     return metrics
 
 
 def save_pictures(run: RunDir, data: DistilledData, dataset: ArrayDataset) -> None:
     """``words.txt`` for embedded text, ``grid.png`` for images."""
-    labels, lrs = data.labels.detach(), data.lrs().detach()
+    labels, lrs = data.targets().detach(), data.lrs().detach()
     if dataset.embeddings is not None:
         save_words(run.words, data.x, labels, lrs, dataset.embeddings, dataset.vocab, dataset.class_names)
     else:
@@ -150,19 +154,18 @@ def save_pictures(run: RunDir, data: DistilledData, dataset: ArrayDataset) -> No
 def evaluate_held_out(setup: Setup, data: DistilledData, sampler: InitSampler, models: int) -> Evaluation:
     """Train ``models`` held-out networks (the one fixed network for fixed init) on ``data``."""
     thetas = sampler.held_out(models).to(setup.device)
-    return evaluate(setup.net, data.to(setup.device), thetas, setup.real.test_x, setup.real.test_y, setup.config.eval.batch_size)
+    return evaluate(setup.net, data, thetas, setup.real.test_x, setup.real.test_y, setup.config.eval.batch_size)
 
 
 def evaluate_run(out: str | Path, models: int | None = None) -> Evaluation:
     """Re-evaluate a finished run with ``models`` held-out networks; record it in metrics.json."""
     run = RunDir(out)
     config = validate(run.read_config())
+    metrics = run.read_metrics()
     setup = build(config)
-    checkpoint = run.load_checkpoint()
-    sampler = sampler_of(setup, checkpoint["sampler"])
+    sampler = sampler_of(setup, run.load_checkpoint()["sampler"])
     models = models or config.eval.models
     evaluation = evaluate_held_out(setup, DistilledData.load(run.distilled), sampler, models)
-    metrics = run.read_metrics()
     metrics.setdefault("evaluations", []).append(
         {"models": models, "test_acc": evaluation.test_acc.as_dict(), "before_acc": evaluation.before.as_dict()}
     )

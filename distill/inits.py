@@ -46,7 +46,7 @@ def init_weights(net: FunctionalNet, scheme: str, gain: float, gen: torch.Genera
 
 
 def _draw(module: nn.Module, name: str, p: Tensor, scheme: str, gain: float, gen: torch.Generator) -> Tensor:
-    w = torch.empty_like(p, requires_grad=False)
+    w = torch.empty(p.shape, dtype=p.dtype)  # on the CPU: the generator is a CPU one, and draws match on every device
     if isinstance(module, NORMS):
         return w.fill_(1.0 if name == "weight" else 0.0)
     if p.ndim < 2:
@@ -71,9 +71,11 @@ def _draw(module: nn.Module, name: str, p: Tensor, scheme: str, gain: float, gen
 
 
 def _fan_in(module: nn.Module, bias: Tensor) -> int:
+    """The fan-in PyTorch's default reset uses for a bias: that of the module's weight
+    (recurrent cells: the hidden size, ``bias.numel() / 4`` for the four gates)."""
     weight = getattr(module, "weight", None)
     if weight is None or weight.ndim < 2:
-        return max(bias.numel(), 1)
+        return max(bias.numel() // 4, 1)
     return weight[0].numel()
 
 

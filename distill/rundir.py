@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import yaml
 
+from .config import read_yaml
 from .errors import UserError
 
 LOG_FIELDS = ("iteration", "epoch", "loss", "lr_min", "lr_mean", "lr_max", "outer_lr", "seconds", "test_acc")
@@ -49,6 +50,8 @@ class RunDir:
         self.words = self.path / "words.txt"
 
     def create(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"-o {self.path} is a file, not a directory")
         self.path.mkdir(parents=True, exist_ok=True)
 
     def write_config(self, config: dict[str, Any]) -> None:
@@ -57,7 +60,7 @@ class RunDir:
     def read_config(self) -> dict[str, Any]:
         if not self.config.exists():
             raise UserError(f"{self.path} is not a run directory: {self.config.name} is missing")
-        return yaml.safe_load(self.config.read_text())
+        return read_yaml(self.config)
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         atomic_write(self.metrics, lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2) + "\n"))
@@ -65,7 +68,10 @@ class RunDir:
     def read_metrics(self) -> dict[str, Any]:
         if not self.metrics.exists():
             raise UserError(f"{self.metrics} is missing: the run has not finished (resume it with --resume)")
-        return json.loads(self.metrics.read_text())
+        try:
+            return json.loads(self.metrics.read_text())
+        except json.JSONDecodeError as error:
+            raise UserError(f"{self.metrics} is corrupt ({error}); run `distill eval` or resume the run to rewrite it") from None
 
     def write_labels(self, labels, class_names) -> None:
         """The learned label matrix: one row per synthetic sample (``step, index``, then one
@@ -108,7 +114,7 @@ class RunDir:
 
     def load_checkpoint(self) -> dict[str, Any]:
         if not self.checkpoint.exists():
-            raise UserError(f"cannot resume: no checkpoint at {self.checkpoint}")
+            raise UserError(f"no checkpoint at {self.checkpoint}: the run never saved one")
         try:
             state = torch.load(self.checkpoint, weights_only=True, map_location="cpu")
         except Exception as error:

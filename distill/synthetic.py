@@ -130,10 +130,23 @@ class DistilledData(nn.Module):
             raise UserError(f"{path} is not a distilled-data file ({error})") from None
 
 
-def initial_soft_labels(classes: Tensor, num_classes: int, init: str, smoothing: float = 0.1, generator: torch.Generator | None = None) -> Tensor:
+def initial_soft_labels(
+    classes: Tensor,
+    num_classes: int,
+    init: str,
+    smoothing: float = 0.1,
+    generator: torch.Generator | None = None,
+    as_logits: bool = False,
+) -> Tensor:
     """Learnable label vectors [n, C] for samples of class ``classes``: ``one_hot``;
-    ``smoothed`` ``(1 − ε)·onehot + ε/C``; or ``normal`` N(0, 1) entries."""
+    ``smoothed`` ``(1 − ε)·onehot + ε/C``; or ``normal`` N(0, 1) entries.
+
+    ``as_logits`` (labels used through a softmax): ``one_hot`` and ``smoothed`` become
+    ``log((1 − ε)·onehot + ε/C)``, whose softmax is that smoothed vector (a one-hot
+    vector has no finite logits, so ``one_hot`` uses the same ε)."""
     one_hot = F.one_hot(classes, num_classes).float()
+    if init in ("one_hot", "smoothed") and as_logits:
+        return torch.log((1 - smoothing) * one_hot + smoothing / num_classes)
     if init == "one_hot":
         return one_hot
     if init == "smoothed":

@@ -55,10 +55,11 @@ def outer_loss_and_gradient(net: FunctionalNet, theta: Tensor, x: Tensor, labels
     """``L = 1/K Σ_k ℓ(x, y; θ_k)`` and ``∂L/∂θ`` ([K, P]), one network at a time.
 
     The real batch's activations are the largest tensors of an outer iteration, and on
-    the CPU a vmapped convolution over a large batch is slower than K plain ones, so
-    this vmap runs in chunks of one network (same numbers, 1/K of the memory).
+    the CPU a vmapped convolution over a large batch is slower than K plain ones, so on
+    the CPU this vmap runs in chunks of one network (same numbers, 1/K of the memory).
     """
-    grads, values = vmap(grad_and_value(net.loss), in_dims=(0, None, None), chunk_size=1)(theta, x, labels)
+    chunk = 1 if theta.device.type == "cpu" else None
+    grads, values = vmap(grad_and_value(net.loss), in_dims=(0, None, None), chunk_size=chunk)(theta, x, labels)
     return values.mean(), grads / len(theta)
 
 

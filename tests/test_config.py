@@ -48,6 +48,9 @@ def test_unknown_top_level_key():
         ("synthetic.n=15", "cannot be split into 10 equal steps"),
         ("synthetic.label_init=normal", "set synthetic.labels: learned"),
         ("synthetic.freeze_data=true", "learn nothing but the learning rates"),
+        ("seed=-1", "seed"),
+        ("outer.betas=[1.5, 0.9]", "betas must lie in"),
+        ("synthetic.label_file=labels.csv", "label_file goes with label_init: file"),
     ],
 )
 def test_impossible_values_are_clear_errors(override, message):
@@ -67,5 +70,5 @@ def test_malformed_override_and_missing_file(tmp_path):
 
 
 def test_file_label_init_needs_a_file():
-    with pytest.raises(UserError, match="needs synthetic.label_file"):
+    with pytest.raises(UserError, match="needs a label_file"):
         load_config(None, ["synthetic.labels=learned", "synthetic.label_init=file"])

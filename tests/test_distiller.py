@@ -1,6 +1,8 @@
 import torch
 
-from distill.distiller import EpochBatches
+from distill.distiller import EpochBatches, apply_gradients
+from distill.synthetic import DistilledData
+from distill.unroll import HyperGradient
 
 
 def test_each_pass_is_a_permutation_and_batches_are_a_function_of_the_iteration():
@@ -18,3 +20,20 @@ def test_each_pass_is_a_permutation_and_batches_are_a_function_of_the_iteration(
 def test_batch_larger_than_the_data_is_the_whole_data():
     batches = EpochBatches(n=5, batch_size=1024, seed=0)
     assert batches.per_epoch == 1 and sorted(batches.indices(0).tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_apply_gradients_chains_through_softplus_and_softmax():
+    """The parameters' gradients equal autograd of ⟨dη, η(r)⟩ + ⟨dy, softmax(labels)⟩ + ⟨dx, x⟩."""
+    torch.manual_seed(0)
+    data = DistilledData.create(4, 2, 2, (1, 2, 2), 3, lr=0.1, soft_labels=torch.randn(4, 3), label_softmax=True)
+    result = HyperGradient(loss=torch.tensor(1.0), x=torch.randn_like(data.x), labels=torch.randn(2, 2, 3),
+                           lrs=torch.randn(4), final_theta=torch.zeros(1, 1))
+    raw, labels = data.raw_lrs.detach().clone().requires_grad_(), data.labels.detach().clone().requires_grad_()
+    scalar = (result.lrs * torch.log1p(torch.exp(raw))).sum() + (result.labels * torch.softmax(labels, -1)).sum()
+    expected_raw, expected_labels = torch.autograd.grad(scalar, [raw, labels])
+    optimizer = torch.optim.SGD(data.parameters(), lr=0.0)
+    apply_gradients(data, result, optimizer, learn_data=True)
+    assert torch.allclose(data.raw_lrs.grad, expected_raw) and torch.allclose(data.labels.grad, expected_labels)
+    assert torch.equal(data.x.grad, result.x)
+    apply_gradients(data, result, optimizer, learn_data=False)
+    assert data.x.grad is None

@@ -6,6 +6,8 @@ import json
 import pytest
 import torch
 
+from distill import distiller
+from distill.unroll import hypergradient
 from distill.errors import DivergenceError, UserError
 from distill.experiment import DATA_STREAM, evaluate_run, run_experiment, summarize_run
 from distill.inits import generator
@@ -59,14 +61,30 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(quick_config, tmp_
     assert log == [2, 4, 6]
 
 
-def test_divergence_stops_with_the_iteration_and_keeps_the_last_good_checkpoint(quick_config, tmp_path):
-    config = quick_config("synthetic.lr_init=1e6", "run.checkpoint_every=1")
-    with pytest.raises(DivergenceError, match=r"at iteration \d+") as error:
-        run_experiment(config, tmp_path)
-    failed_at = int(str(error.value).split("at iteration ")[1].split(";")[0])
-    if failed_at > 1:
-        assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["iteration"] == failed_at - 1
+def test_divergence_stops_with_the_iteration_and_keeps_the_last_good_state(quick_config, tmp_path, monkeypatch):
+    calls = []
+
+    def nan_at_third_call(*args, **kwargs):
+        calls.append(1)
+        result = hypergradient(*args, **kwargs)
+        if len(calls) == 3:
+            result.x[0].view(-1)[0] = float("nan")
+        return result
+
+    monkeypatch.setattr(distiller, "hypergradient", nan_at_third_call)
+    with pytest.raises(DivergenceError, match=r"at iteration 3;.*iteration 2"):
+        run_experiment(quick_config("run.checkpoint_every=10"), tmp_path)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert saved["iteration"] == 2 and torch.isfinite(saved["data"]["x"]).all()
     assert not (tmp_path / "metrics.json").exists()
+    monkeypatch.undo()
+    run_experiment(quick_config("run.checkpoint_every=10"), tmp_path, resume=True)
+    assert (tmp_path / "metrics.json").exists()
+
+
+def test_divergent_learning_rates_stop_at_the_first_iteration(quick_config, tmp_path):
+    with pytest.raises(DivergenceError, match="at iteration 1;"):
+        run_experiment(quick_config("synthetic.lr_init=1e6"), tmp_path)
 
 
 def test_resume_needs_a_checkpoint_and_the_same_config(quick_config, tmp_path):

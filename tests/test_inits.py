@@ -58,3 +58,11 @@ def test_random_init_is_reproducible_per_iteration_and_disjoint_from_evaluation(
     held = sampler.held_out(5)
     train_rows = torch.cat([sampler.sample(3, i) for i in range(20)])
     assert not any(torch.equal(h, t) for h in held for t in train_rows)
+
+
+def test_draws_are_made_on_the_cpu_whatever_device_the_model_is_on():
+    """The seeded generator is a CPU one; a model on another device (here 'meta') must not matter."""
+    module = build_model("lenet", (1, 8, 8), 10)
+    expected = init_weights(FunctionalNet.of(module), "xavier", 1.0, generator(0))
+    on_meta = init_weights(FunctionalNet.of(module.to("meta")), "xavier", 1.0, generator(0))
+    assert on_meta.device.type == "cpu" and torch.equal(on_meta, expected)

@@ -19,7 +19,7 @@ def test_layout_labels_and_learning_rates():
     assert torch.allclose(data.lrs(), torch.full((6,), 0.05))
     steps = list(data.iter_steps())
     assert len(steps) == 6
-    assert steps[3][0] is not None and torch.equal(steps[3][0], data.x[1])
+    assert torch.equal(steps[3][0], data.x[1]) and torch.equal(steps[3][1], data.labels[1])
     assert {n for n, _ in data.named_parameters()} == {"x", "raw_lrs"}
 
 
@@ -62,6 +62,8 @@ def test_soft_label_initialisations():
     assert torch.equal(initial_soft_labels(classes, 3, "one_hot"), torch.eye(3)[classes])
     smoothed = initial_soft_labels(classes, 3, "smoothed", smoothing=0.3)
     assert torch.allclose(smoothed.sum(1), torch.ones(3)) and torch.allclose(smoothed[0], torch.tensor([0.8, 0.1, 0.1]))
+    logits = initial_soft_labels(classes, 3, "one_hot", smoothing=0.3, as_logits=True)
+    assert torch.allclose(torch.softmax(logits, -1), smoothed)
     normal = initial_soft_labels(classes, 3, "normal", generator=torch.Generator().manual_seed(0))
     assert normal.shape == (3, 3) and not torch.equal(normal, torch.eye(3)[classes])
 
