@@ -6,6 +6,8 @@ import argparse
 import signal
 import sys
 
+import torch
+
 from .errors import DivergenceError, UserError
 
 USER_ERROR, FAILURE, INTERRUPTED = 2, 1, 130
@@ -41,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         return USER_ERROR
     except DivergenceError as error:
         print(f"distill: {error}", file=sys.stderr)
+        return FAILURE
+    except torch.OutOfMemoryError:
+        print("distill: error: out of memory; try outer.backgrad: recompute, a smaller outer.batch_size, "
+              "fewer outer.models_per_iteration or fewer synthetic steps", file=sys.stderr)
         return FAILURE
     except KeyboardInterrupt:
         print("\ndistill: interrupted; a run that had started keeps its last state in checkpoint.pt: continue it with --resume",

@@ -168,7 +168,7 @@ def read_soft_labels(path: str | Path, n: int, num_classes: int) -> Tensor:
             labels = torch.tensor([[float(v) for v in row.split(",")[2:]] for row in rows])
     except FileNotFoundError:
         raise UserError(f"synthetic.label_file: no file at {path}") from None
-    except (ValueError, RuntimeError) as error:
+    except Exception as error:  # a malformed CSV, a foreign .pt, a pickle error
         raise UserError(f"synthetic.label_file {path} does not hold a label matrix ({error})") from None
     if labels.shape != (n, num_classes):
         raise UserError(f"synthetic.label_file {path} holds labels of shape {tuple(labels.shape)}, expected ({n}, {num_classes})")
