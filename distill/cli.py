@@ -30,6 +30,13 @@ def parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("show", help="print a readable summary of a run directory")
     show.add_argument("run_dir")
+
+    base = commands.add_parser("baseline", help="a baseline of the distilled size (real samples, k-means, averages, kNN) as a run directory")
+    base.add_argument("config", help="experiment YAML file (its synthetic.n, steps and model are used)")
+    base.add_argument("--method", required=True, help="random_real, optimized_real, kmeans, average_real or knn")
+    base.add_argument("-o", "--out", default=None, help="run directory (default: runs/<config name>_<method>)")
+    base.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config value, e.g. --set baseline.memory=kmeans (repeatable)")
     return p
 
 
@@ -96,7 +103,28 @@ def show_command(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": run_command, "eval": eval_command, "show": show_command}
+def baseline_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .baselines import BASELINES
+    from .config import load_config
+    from .errors import unknown
+    from .experiment import run_baseline
+
+    if args.method not in BASELINES:
+        raise unknown("baseline", args.method, BASELINES)
+    config = load_config(args.config, [*args.overrides, f"method={args.method}"])
+    out = args.out or f"runs/{Path(args.config).stem}_{args.method}"
+    metrics = run_baseline(config, out)
+    acc = metrics["test_acc"]
+    setting = (f"k={metrics['k']}, {metrics['distance']}" if args.method == "knn"
+               else f"lr {metrics['lr']}, {metrics['epochs']} epochs")
+    print(f"{args.method}: test accuracy {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} over {acc['n']} "
+          f"{'sets' if args.method == 'knn' else 'networks'} ({setting}; {metrics['seconds']:.0f} s); results in {out}")
+    return 0
+
+
+COMMANDS = {"run": run_command, "eval": eval_command, "show": show_command, "baseline": baseline_command}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,15 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from .config import Config, validate
 from .datasets import ArrayDataset, load_dataset
 from .distiller import RealData, distill
 from .errors import UserError
-from .evaluate import Evaluation, evaluate
+from .evaluate import Accuracy, Evaluation, evaluate
 from .functional import FunctionalNet
-from .inits import InitSampler, generator, make_sampler
+from .inits import InitSampler, RandomInit, generator, make_sampler
 from .models import build_model
 from .rundir import RunDir
 from .synthetic import DistilledData, initial_soft_labels, read_soft_labels, round_robin_labels
@@ -200,3 +201,86 @@ def summarize_run(out: str | Path) -> str:
     else:
         lines.append("status     unfinished (continue with: distill run -o DIR --resume)")
     return "\n".join(lines)
+
+
+BASELINE_STREAM = 5
+
+
+def run_baseline(config: Config, out: str | Path) -> dict[str, Any]:
+    """Run the baseline ``config.method`` (``distill.baselines``) into the run directory ``out``.
+
+    The training set is split once: ``baseline.search_samples`` (at most a fifth) held-out
+    samples pick the grid cell (and, for ``optimized_real``, the best sets, and for ``knn``
+    k and the distance); the baselines' samples are drawn from the rest. The winner is
+    evaluated on the test set with ``eval.models`` random networks (``init.scheme``; also
+    for fixed-init configs, as in the papers' baseline rows), network ``i`` trained on set
+    ``i mod R``.
+    """
+    from . import baselines as B
+
+    run = RunDir(out)
+    if run.metrics.exists() or run.checkpoint.exists():
+        raise UserError(f"{run.path} already holds a run; choose another -o")
+    started = time.perf_counter()
+    run.create()
+    run.write_config(config.model_dump(mode="json"))
+    setup = build(config)
+    opts, ds, method = config.baseline, setup.dataset, config.method
+    k = B.per_class(config.synthetic.n, ds.num_classes)
+    gen = generator(config.seed, BASELINE_STREAM)
+    order = torch.randperm(len(ds.train_y), generator=gen)
+    held = order[: min(opts.search_samples, len(order) // 5)]
+    pool_x, pool_y = ds.train_x[order[len(held):]], ds.train_y[order[len(held):]]
+    val_x, val_y = setup.real.train_x[held.to(setup.device)], setup.real.train_y[held.to(setup.device)]
+    batch = config.eval.batch_size
+    metrics: dict[str, Any] = {"method": method, "dataset": ds.name, "model": config.model.name, "init": "random",
+                               "n_distilled": config.synthetic.n}
+
+    def random_sets(count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [B.random_real(pool_x, pool_y, k, ds.num_classes, gen) for _ in range(count)]
+
+    def kmeans_sets(count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [B.kmeans_centroids(pool_x, pool_y, k, ds.num_classes, config.seed + r) for r in range(count)]
+
+    if method == "knn":
+        sets = (random_sets if opts.memory == "random_real" else kmeans_sets)(opts.sets)
+        cpu_val = (val_x.cpu(), val_y.cpu())
+        grid = [{"k": kk, "distance": d, "val_acc": float(np.mean([B.knn_accuracy(*s, *cpu_val, kk, d) for s in sets]))}
+                for kk, d in B.KNN_GRID]
+        best = max(grid, key=lambda cell: cell["val_acc"])
+        test = torch.tensor([B.knn_accuracy(*s, ds.test_x, ds.test_y, best["k"], best["distance"]) for s in sets])
+        metrics.update(init=None, steps=None, epochs=None, memory=opts.memory, k=best["k"], distance=best["distance"],
+                       test_acc=Accuracy.of(test).as_dict(), sets=len(sets), grid=grid)
+    else:
+        sampler = RandomInit(setup.net, config.init.scheme, config.init.gain, config.seed)
+        search = sampler.sample(opts.search_models, 0).to(setup.device)
+        steps = config.synthetic.steps
+        sets = {"random_real": lambda: random_sets(opts.sets), "optimized_real": lambda: random_sets(opts.candidates),
+                "kmeans": lambda: kmeans_sets(opts.sets),
+                "average_real": lambda: [B.average_real(pool_x, pool_y, k, ds.num_classes)]}[method]()
+        learned = learned_lrs(opts.distilled_run, steps) if opts.distilled_run else None
+        cells = B.schedules(steps, opts.lrs, sorted(set(opts.epochs) | {config.synthetic.epochs}), learned)
+        cell, grid = B.grid_search(setup.net, sets, steps, cells, ds.num_classes, search, val_x, val_y, batch)
+        if method == "optimized_real":
+            sets = B.best_sets(setup.net, sets, steps, cell.lrs, ds.num_classes, search, val_x, val_y, batch, opts.keep)
+        eval_started = time.perf_counter()
+        thetas = sampler.held_out(config.eval.models).to(setup.device)
+        test = B.pooled_accuracies(setup.net, sets, steps, cell.lrs, ds.num_classes, thetas, setup.real.test_x, setup.real.test_y, batch)
+        data = B.training_data(*sets[0], steps, cell.lrs, ds.num_classes)
+        data.save(run.distilled)
+        save_pictures(run, data, ds)
+        metrics.update(steps=steps, epochs=cell.epochs, lr=cell.describe()["lr"], test_acc=Accuracy.of(test).as_dict(),
+                       sets=len(sets), search_models=opts.search_models, eval_seconds=round(time.perf_counter() - eval_started, 2),
+                       grid=grid, lrs=[round(v, 6) for v in data.lrs().tolist()])
+    metrics.update(search_samples=len(held), seconds=round(time.perf_counter() - started, 2), device=str(setup.device))
+    run.write_metrics(metrics)
+    return metrics
+
+
+def learned_lrs(run_dir: str, steps: int) -> torch.Tensor:
+    """The learned step sizes ``η`` (``lrs`` of its metrics.json) of the finished distillation
+    run in ``run_dir``, for the baselines' grid."""
+    lrs = torch.tensor(RunDir(run_dir).read_metrics()["lrs"])
+    if len(lrs) % steps:
+        raise UserError(f"baseline.distilled_run {run_dir} has {len(lrs)} learning rates, not a whole number of epochs of {steps} steps")
+    return lrs
