@@ -147,10 +147,8 @@ def pooled_accuracies(
     """Accuracy on ``(x, y)`` of every network of ``thetas`` ([N, P]) after training on its
     set: network ``i`` trains on ``sets[i mod len(sets)]``. Returns [N], in the order of ``thetas``."""
     result = torch.empty(len(thetas), device=thetas.device)
-    for j, (set_x, set_y) in enumerate(sets):
+    for j, (set_x, set_y) in enumerate(sets[: len(thetas)]):
         rows = torch.arange(j, len(thetas), len(sets), device=thetas.device)
-        if len(rows) == 0:
-            continue
         data = training_data(set_x, set_y, steps, lrs, num_classes).to(thetas.device)
         trained = [train(net, chunk, data.x.detach(), data.labels, data.lrs().detach()) for chunk in torch.split(thetas[rows], MODELS_PER_CHUNK)]
         result[rows] = accuracies(net, torch.cat(trained), x, y, batch_size)
