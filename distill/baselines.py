@@ -128,9 +128,18 @@ def training_data(x: Tensor, labels: Tensor, steps: int, lrs: Tensor, num_classe
     trains with the step sizes ``lrs`` (stored as ``r = softplus⁻¹(η)``)."""
     if len(x) % steps or len(lrs) % steps:
         raise UserError(f"{len(x)} samples and {len(lrs)} learning rates do not split into {steps} steps")
-    raw = torch.tensor([inverse_softplus(float(lr)) for lr in lrs])
     m = len(x) // steps
-    return DistilledData(x.reshape(steps, m, *x.shape[1:]).clone(), labels.reshape(steps, m), raw, num_classes)
+    return DistilledData(x.reshape(steps, m, *x.shape[1:]).clone(), labels.reshape(steps, m), raw_lrs(lrs), num_classes)
+
+
+def with_lrs(data: DistilledData, lrs: Tensor) -> DistilledData:
+    """The same samples and labels, trained with the step sizes ``lrs`` ([T]) instead of their own."""
+    return DistilledData(data.x.detach(), data.labels.detach(), raw_lrs(lrs), data.num_classes, data.label_softmax)
+
+
+def raw_lrs(lrs: Tensor) -> Tensor:
+    """``r = softplus⁻¹(η)`` for every step size, the form DistilledData stores."""
+    return torch.tensor([inverse_softplus(float(lr)) for lr in lrs])
 
 
 def pooled_accuracies(

@@ -27,6 +27,9 @@ def parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("eval", help="train held-out networks on a run's distilled data and report test accuracy")
     ev.add_argument("run_dir")
     ev.add_argument("--models", type=int, default=None, help="number of held-out networks (default: the config's eval.models)")
+    ev.add_argument("--model", default=None, help="cross-architecture: train random networks of this architecture instead")
+    ev.add_argument("--lr", default=None, help="with --model: a constant learning rate for every step, or 'tune' "
+                    "(best of baseline.lrs on held-out training samples); default: the learned rates")
 
     show = commands.add_parser("show", help="print a readable summary of a run directory")
     show.add_argument("run_dir")
@@ -37,6 +40,17 @@ def parser() -> argparse.ArgumentParser:
     base.add_argument("-o", "--out", default=None, help="run directory (default: runs/<config name>_<method>)")
     base.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                       help="override a config value, e.g. --set baseline.memory=kmeans (repeatable)")
+
+    train = commands.add_parser("train", help="train the config's model on the full training set (cached): the distillation ratio's denominator")
+    train.add_argument("config", nargs="?", help="experiment YAML file (default: the built-in digits default)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set train.epochs=2 (repeatable)")
+
+    compare = commands.add_parser("compare", help="a markdown table of several runs and a plot of accuracy against n")
+    compare.add_argument("run_dirs", nargs="+")
+    compare.add_argument("--plot", default="compare.png", help="where to write the plot (default: compare.png)")
+    compare.add_argument("--ratio", type=float, default=0.9,
+                         help="target distillation ratio for the %% distillation size of each sweep (default: 0.9)")
     return p
 
 
@@ -85,14 +99,64 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    from .experiment import evaluate_run
+    from .experiment import evaluate_run, evaluate_transfer
 
     if args.models is not None and args.models < 1:
         raise UserError(f"--models must be at least 1, got {args.models}")
+    if args.lr is not None and args.model is None:
+        raise UserError("--lr goes with --model NAME (cross-architecture evaluation)")
+    if args.model is not None:
+        evaluation, lr = evaluate_transfer(args.run_dir, args.model, parse_lr(args.lr), args.models)
+        print(f"{args.model}, lr {'learned' if lr is None else lr}: before training: {evaluation.before}\n"
+              f"after training:  {evaluation.test_acc}")
+        return 0
     evaluation = evaluate_run(args.run_dir, args.models)
     if args.models and evaluation.test_acc.n < args.models:
         print(f"note: a fixed-initialisation run has one initial network, so it is evaluated once, not {args.models} times")
     print(f"before training: {evaluation.before}\nafter training:  {evaluation.test_acc}")
+    return 0
+
+
+def parse_lr(text: str | None) -> float | str | None:
+    """``--lr``: None, 'tune', or a positive number."""
+    if text is None or text == "tune":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"--lr must be a positive number or 'tune', got {text!r}") from None
+    if not value > 0:
+        raise UserError(f"--lr must be a positive number or 'tune', got {text!r}")
+    return value
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .experiment import full_data_accuracy, full_data_key
+
+    config = load_config(args.config, args.overrides)
+    result = full_data_accuracy(config)
+    source = f"cached in {config.train.cache}" if result["cached"] else f"{result['seconds']:.0f} s; cached in {config.train.cache}"
+    print(f"{full_data_key(config)}: full-data test accuracy {100 * result['test_acc']:.2f}% "
+          f"({result['train_size']} training samples; {source})")
+    return 0
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    from .compare import distillation_size, markdown_table, plot_sweeps, sweeps
+    from .experiment import summarize_for_comparison
+
+    if not 0 < args.ratio <= 1:
+        raise UserError(f"--ratio must lie in (0, 1], got {args.ratio}")
+    runs = [summarize_for_comparison(d) for d in args.run_dirs]
+    print(markdown_table(runs))
+    for (method, dataset, model), group in sweeps(runs).items():
+        if len(group) > 1:
+            size = distillation_size(group, args.ratio)
+            reach = "not reached" if size is None else f"{size:.3g}% of the training set"
+            print(f"\n{method} ({dataset}, {model}): distillation size at ratio {args.ratio:g}: {reach}")
+    plot_sweeps(runs, args.plot)
+    print(f"\nplot: {args.plot}")
     return 0
 
 
@@ -124,7 +188,8 @@ def baseline_command(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": run_command, "eval": eval_command, "show": show_command, "baseline": baseline_command}
+COMMANDS = {"run": run_command, "eval": eval_command, "show": show_command, "baseline": baseline_command,
+            "train": train_command, "compare": compare_command}
 
 if __name__ == "__main__":
     sys.exit(main())

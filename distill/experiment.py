@@ -4,6 +4,7 @@ evaluation and artefacts. The public entry points are ``run_experiment``,
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,12 @@ from .config import Config, validate
 from .datasets import ArrayDataset, load_dataset
 from .distiller import RealData, distill
 from .errors import UserError
-from .evaluate import Accuracy, Evaluation, evaluate
+from .evaluate import Accuracy, Evaluation, accuracies, evaluate
+from .fulltrain import train_full
 from .functional import FunctionalNet
 from .inits import InitSampler, RandomInit, generator, make_sampler
 from .models import build_model
-from .rundir import RunDir
+from .rundir import RunDir, atomic_write
 from .synthetic import DistilledData, initial_soft_labels, read_soft_labels, round_robin_labels
 from .viz import save_grid, save_words
 
@@ -284,3 +286,106 @@ def learned_lrs(run_dir: str, steps: int) -> torch.Tensor:
     if len(lrs) % steps:
         raise UserError(f"baseline.distilled_run {run_dir} has {len(lrs)} learning rates, not a whole number of epochs of {steps} steps")
     return lrs
+
+
+FULL_DATA_STREAM = 6
+
+
+def full_data_key(config: Config) -> str:
+    """The cache key of a full-data result: ``dataset/model/seed``."""
+    return f"{config.dataset.name}/{config.model.name}/{config.seed}"
+
+
+def read_full_data_cache(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise UserError(f"the full-data cache {path} is corrupt ({error}); delete it to start afresh") from None
+
+
+def full_data_accuracy(config: Config) -> dict[str, Any]:
+    """Test accuracy of ``config``'s model trained on the whole training set (``train`` section),
+    from the cache file ``train.cache`` when it holds this dataset/model/seed with the same
+    training settings; otherwise trained now and added to the cache. The network starts from
+    the config's first held-out initialisation (for fixed init: the fixed network)."""
+    settings = {"epochs": config.train.epochs, "lr": config.train.lr, "batch_size": config.train.batch_size,
+                "init": config.init.kind, "scheme": config.init.scheme, "model_options": config.model.options}
+    cache = read_full_data_cache(config.train.cache)
+    key = full_data_key(config)
+    if key in cache and cache[key].get("settings") == settings:
+        return {**cache[key], "cached": True}
+    setup = build(config)
+    started = time.perf_counter()
+    theta0 = sampler_of(setup).held_out(1)[0].to(setup.device)
+    gen = generator(config.seed, FULL_DATA_STREAM)
+    theta = train_full(setup.net, theta0, setup.real.train_x, setup.real.train_y, config.train.epochs, config.train.lr,
+                       config.train.batch_size, gen)
+    acc = accuracies(setup.net, theta[None], setup.real.test_x, setup.real.test_y, config.eval.batch_size).item()
+    entry = {"test_acc": acc, "train_size": len(setup.real.train_y), "settings": settings,
+             "seconds": round(time.perf_counter() - started, 2), "device": str(setup.device)}
+    cache = read_full_data_cache(config.train.cache)
+    cache[key] = entry
+    path = Path(config.train.cache)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(cache, indent=2) + "\n"))
+    return {**entry, "cached": False}
+
+
+TRANSFER_STREAM = 7
+
+
+def evaluate_transfer(out: str | Path, model: str, lr: float | str | None = None, models: int | None = None) -> tuple[Evaluation, Any]:
+    """Train ``models`` random networks of architecture ``model`` on a run's distilled data
+    (cross-architecture evaluation) and record it in metrics.json under ``evaluations``.
+
+    ``lr``: None keeps the learned step sizes; a number trains every step with it; ``"tune"``
+    picks the best constant rate of ``baseline.lrs`` with ``baseline.search_models`` networks
+    on ``baseline.search_samples`` training samples. Returns the evaluation and the rate used."""
+    from .baselines import with_lrs
+
+    run = RunDir(out)
+    raw = run.read_config()
+    raw["model"] = {"name": model}
+    config = validate(raw)
+    metrics = run.read_metrics()
+    data = DistilledData.load(run.distilled)
+    setup = build(config)
+    sampler = RandomInit(setup.net, config.init.scheme, config.init.gain, config.seed)
+    if lr == "tune":
+        gen = generator(config.seed, TRANSFER_STREAM)
+        held = torch.randperm(len(setup.real.train_y), generator=gen)[: config.baseline.search_samples].to(setup.device)
+        search = sampler.sample(config.baseline.search_models, 0).to(setup.device)
+        scores = {}
+        for rate in config.baseline.lrs:
+            candidate = with_lrs(data, torch.full((len(data.raw_lrs),), rate))
+            scores[rate] = evaluate(setup.net, candidate, search, setup.real.train_x[held], setup.real.train_y[held],
+                                    config.eval.batch_size).test_acc.mean
+        lr = max(scores, key=scores.get)
+    if lr is not None:
+        data = with_lrs(data, torch.full((len(data.raw_lrs),), float(lr)))
+    models = models or config.eval.models
+    thetas = sampler.held_out(models).to(setup.device)
+    evaluation = evaluate(setup.net, data, thetas, setup.real.test_x, setup.real.test_y, config.eval.batch_size)
+    metrics.setdefault("evaluations", []).append(
+        {"models": models, "model": model, "lr": "learned" if lr is None else lr,
+         "test_acc": evaluation.test_acc.as_dict(), "before_acc": evaluation.before.as_dict()}
+    )
+    run.write_metrics(metrics)
+    return evaluation, lr
+
+
+def summarize_for_comparison(out: str | Path) -> "RunSummary":
+    """A finished run directory as a ``compare.RunSummary``, with its full-data accuracy
+    when the config's ``train.cache`` holds it."""
+    from .compare import RunSummary
+
+    run = RunDir(out)
+    config = validate(run.read_config())
+    m = run.read_metrics()
+    full = read_full_data_cache(config.train.cache).get(full_data_key(config), {})
+    acc = m["test_acc"]
+    return RunSummary(str(out), m["method"], m["dataset"], m["model"], m["n_distilled"], acc["mean"], acc["std"], acc["n"],
+                      full.get("test_acc"), full.get("train_size"))
