@@ -91,7 +91,14 @@ def run_command(args: argparse.Namespace) -> int:
             raise UserError("--set cannot change a run that is resumed")
     else:
         config = load_config(args.config, args.overrides)
-    metrics = run_experiment(config, args.out, resume=args.resume)
+    if config.method != "distill":
+        from .experiment import run_baseline
+
+        if args.resume:
+            raise UserError(f"a {config.method} baseline has nothing to resume; run it again into a new -o")
+        metrics = run_baseline(config, args.out)
+    else:
+        metrics = run_experiment(config, args.out, resume=args.resume)
     acc = metrics["test_acc"]
     print(f"test accuracy {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} over {acc['n']} networks "
           f"({metrics['seconds']:.0f} s); results in {args.out}")

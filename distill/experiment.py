@@ -181,6 +181,8 @@ def summarize_run(out: str | Path) -> str:
     """A readable summary of a run directory: what was run, how it went, what it reached."""
     run = RunDir(out)
     config = validate(run.read_config())
+    if config.method != "distill":
+        return summarize_baseline(run, config)
     log = run.read_log()
     lines = [
         f"run        {run.path}",
@@ -389,3 +391,18 @@ def summarize_for_comparison(out: str | Path) -> "RunSummary":
     acc = m["test_acc"]
     return RunSummary(str(out), m["method"], m["dataset"], m["model"], m["n_distilled"], acc["mean"], acc["std"], acc["n"],
                       full.get("test_acc"), full.get("train_size"))
+
+
+def summarize_baseline(run: RunDir, config: Config) -> str:
+    """``distill show`` for a baseline's run directory."""
+    m = run.read_metrics()
+    acc = m["test_acc"]
+    setting = (f"memory {m['memory']}, k={m['k']}, {m['distance']} distance, {m['sets']} sets" if m["method"] == "knn"
+               else f"lr {m['lr']}, {m['epochs']} epochs of {m['steps']} steps, {m['sets']} sets")
+    return "\n".join([
+        f"run        {run.path}",
+        f"method     {m['method']} baseline: {m['dataset']}, {m['model']}, {m['n_distilled']} samples",
+        f"chosen     {setting} (on {m['search_samples']} held-out training samples)",
+        f"test acc   {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} over {acc['n']} {'sets' if m['method'] == 'knn' else 'networks'}",
+        f"time       {m['seconds']:.0f} s",
+    ])

@@ -166,6 +166,15 @@ def test_baseline_command_writes_a_run_directory(method, tmp_path, capsys):
     else:
         assert metrics["test_acc"]["n"] == 4 and (out / "distilled.pt").exists()
         assert {c["epochs"] for c in metrics["grid"]} == {1, 2}  # the grid and the distilled epoch count
+    capsys.readouterr()
+    assert main(["show", str(out)]) == 0
+    assert f"{method} baseline: digits" in capsys.readouterr().out
+
+
+def test_run_command_runs_a_baseline_method(tmp_path, capsys):
+    out = tmp_path / "knn"
+    assert main(["run", "-o", str(out), *sets(*QUICK, "method=knn", "baseline.sets=2")]) == 0
+    assert json.loads((out / "metrics.json").read_text())["method"] == "knn"
 
 
 @pytest.mark.parametrize(
