@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import sys
 import time
@@ -150,8 +151,6 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    import os
-
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"
 
 
@@ -191,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="extra override for every row")
     p.add_argument("--report-only", action="store_true", help="only rewrite the report from the run directories")
     args = p.parse_args(argv)
+    os.chdir(ROOT)  # the rows' paths (experiments/, --root, distilled runs) are relative to the repository root
     rows = load_rows()
     chosen = [r for r in rows if (not args.rows or r["name"] in args.rows)
               and (not args.experiments or any(Path(e).name == Path(r["experiment"]).name for e in args.experiments))]

@@ -181,20 +181,7 @@ def grid_search(
     return cells[best], [{**cell.describe(), "val_acc": score} for cell, score in zip(cells, scores)]
 
 
-def best_sets(
-    net: FunctionalNet,
-    sets: list[tuple[Tensor, Tensor]],
-    steps: int,
-    lrs: Tensor,
-    num_classes: int,
-    thetas: Tensor,
-    x: Tensor,
-    y: Tensor,
-    batch_size: int,
-    keep: float,
-) -> list[tuple[Tensor, Tensor]]:
-    """``optimized_real``: the ``⌈keep · len(sets)⌉`` sets whose networks (all of ``thetas``
-    trained on each) reach the highest mean accuracy on ``(x, y)``, best first."""
-    scores = [pooled_accuracies(net, [s], steps, lrs, num_classes, thetas, x, y, batch_size).mean().item() for s in sets]
-    order = np.argsort(scores)[::-1][: math.ceil(keep * len(sets))]
+def best_sets(sets: list[tuple[Tensor, Tensor]], scores: list[float], keep: float) -> list[tuple[Tensor, Tensor]]:
+    """``optimized_real``: the ``⌈keep · len(sets)⌉`` sets of highest ``scores``, best first."""
+    order = np.argsort(scores, kind="stable")[::-1][: math.ceil(keep * len(sets))]
     return [sets[i] for i in order]

@@ -266,7 +266,9 @@ def run_baseline(config: Config, out: str | Path) -> dict[str, Any]:
         cells = B.schedules(steps, opts.lrs, sorted(set(opts.epochs) | {config.synthetic.epochs}), learned)
         cell, grid = B.grid_search(setup.net, sets, steps, cells, ds.num_classes, search, val_x, val_y, batch)
         if method == "optimized_real":
-            sets = B.best_sets(setup.net, sets, steps, cell.lrs, ds.num_classes, search, val_x, val_y, batch, opts.keep)
+            scores = [B.pooled_accuracies(setup.net, [s], steps, cell.lrs, ds.num_classes, search, val_x, val_y, batch).mean().item()
+                      for s in sets]
+            sets = B.best_sets(sets, scores, opts.keep)
         eval_started = time.perf_counter()
         thetas = sampler.held_out(config.eval.models).to(setup.device)
         test = B.pooled_accuracies(setup.net, sets, steps, cell.lrs, ds.num_classes, thetas, setup.real.test_x, setup.real.test_y, batch)
