@@ -134,12 +134,12 @@ def report_row(row: dict) -> str:
         iterations = f"{done:,}" + ("" if done >= full else f" of {full:,} (shortened)")
         seconds = m["seconds"] + m.get("eval_seconds", 0)
     else:
-        iterations = "—"
         seconds = m["seconds"]
         setting = f"k={m['k']}, {m['distance']}" if method == "knn" else f"lr {m['lr']}, {m['epochs']} ep."
         iterations = setting
+    source = paper.get("source", "") + (f" ({paper['note']})" if "note" in paper else "")
     return (f"| {row['name']} | {row['what']} | {ours_text} | {paper_text} | {diff} | {iterations} | "
-            f"{seconds:,.0f} s | {m.get('device', '?')} | {paper.get('source', '')} |")
+            f"{seconds:,.0f} s | {m.get('device', '?')} | {source} |")
 
 
 def machine() -> str:
