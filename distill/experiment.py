@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from . import baselines as B
 from .config import Config, validate
 from .datasets import ArrayDataset, load_dataset
 from .distiller import RealData, distill
@@ -220,8 +221,6 @@ def run_baseline(config: Config, out: str | Path) -> dict[str, Any]:
     for fixed-init configs, as in the papers' baseline rows), network ``i`` trained on set
     ``i mod R``.
     """
-    from . import baselines as B
-
     run = RunDir(out)
     if run.metrics.exists() or run.checkpoint.exists():
         raise UserError(f"{run.path} already holds a run; choose another -o")
@@ -229,58 +228,93 @@ def run_baseline(config: Config, out: str | Path) -> dict[str, Any]:
     run.create()
     run.write_config(config.model_dump(mode="json"))
     setup = build(config)
-    opts, ds, method = config.baseline, setup.dataset, config.method
-    k = B.per_class(config.synthetic.n, ds.num_classes)
-    gen = generator(config.seed, BASELINE_STREAM)
-    order = torch.randperm(len(ds.train_y), generator=gen)
-    held = order[: min(opts.search_samples, len(order) // 5)]
-    pool_x, pool_y = ds.train_x[order[len(held):]], ds.train_y[order[len(held):]]
-    val_x, val_y = setup.real.train_x[held.to(setup.device)], setup.real.train_y[held.to(setup.device)]
-    batch = config.eval.batch_size
-    metrics: dict[str, Any] = {"method": method, "dataset": ds.name, "model": config.model.name, "init": "random",
-                               "n_distilled": config.synthetic.n}
-
-    def random_sets(count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [B.random_real(pool_x, pool_y, k, ds.num_classes, gen) for _ in range(count)]
-
-    def kmeans_sets(count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [B.kmeans_centroids(pool_x, pool_y, k, ds.num_classes, config.seed + r) for r in range(count)]
-
-    if method == "knn":
-        sets = (random_sets if opts.memory == "random_real" else kmeans_sets)(opts.sets)
-        cpu_val = (val_x.cpu(), val_y.cpu())
-        grid = [{"k": kk, "distance": d, "val_acc": float(np.mean([B.knn_accuracy(*s, *cpu_val, kk, d) for s in sets]))}
-                for kk, d in B.KNN_GRID]
-        best = max(grid, key=lambda cell: cell["val_acc"])
-        test = torch.tensor([B.knn_accuracy(*s, ds.test_x, ds.test_y, best["k"], best["distance"]) for s in sets])
-        metrics.update(init=None, steps=None, epochs=None, memory=opts.memory, k=best["k"], distance=best["distance"],
-                       test_acc=Accuracy.of(test).as_dict(), sets=len(sets), grid=grid)
+    split = BaselineSplit.of(setup)
+    metrics: dict[str, Any] = {"method": config.method, "dataset": setup.dataset.name, "model": config.model.name,
+                               "init": "random", "n_distilled": config.synthetic.n}
+    if config.method == "knn":
+        metrics.update(knn_baseline(setup, split))
     else:
-        sampler = RandomInit(setup.net, config.init.scheme, config.init.gain, config.seed)
-        search = sampler.sample(opts.search_models, 0).to(setup.device)
-        steps = config.synthetic.steps
-        sets = {"random_real": lambda: random_sets(opts.sets), "optimized_real": lambda: random_sets(opts.candidates),
-                "kmeans": lambda: kmeans_sets(opts.sets),
-                "average_real": lambda: [B.average_real(pool_x, pool_y, k, ds.num_classes)]}[method]()
-        learned = learned_lrs(opts.distilled_run, steps) if opts.distilled_run else None
-        cells = B.schedules(steps, opts.lrs, sorted(set(opts.epochs) | {config.synthetic.epochs}), learned)
-        cell, grid = B.grid_search(setup.net, sets, steps, cells, ds.num_classes, search, val_x, val_y, batch)
-        if method == "optimized_real":
-            scores = [B.pooled_accuracies(setup.net, [s], steps, cell.lrs, ds.num_classes, search, val_x, val_y, batch).mean().item()
-                      for s in sets]
-            sets = B.best_sets(sets, scores, opts.keep)
-        eval_started = time.perf_counter()
-        thetas = sampler.held_out(config.eval.models).to(setup.device)
-        test = B.pooled_accuracies(setup.net, sets, steps, cell.lrs, ds.num_classes, thetas, setup.real.test_x, setup.real.test_y, batch)
-        data = B.training_data(*sets[0], steps, cell.lrs, ds.num_classes)
-        data.save(run.distilled)
-        save_pictures(run, data, ds)
-        metrics.update(steps=steps, epochs=cell.epochs, lr=cell.describe()["lr"], test_acc=Accuracy.of(test).as_dict(),
-                       sets=len(sets), search_models=opts.search_models, eval_seconds=round(time.perf_counter() - eval_started, 2),
-                       grid=grid, lrs=[round(v, 6) for v in data.lrs().tolist()])
-    metrics.update(search_samples=len(held), seconds=round(time.perf_counter() - started, 2), device=str(setup.device))
+        metrics.update(training_baseline(setup, split, run))
+    metrics.update(search_samples=len(split.val_y), seconds=round(time.perf_counter() - started, 2), device=str(setup.device))
     run.write_metrics(metrics)
     return metrics
+
+
+@dataclass
+class BaselineSplit:
+    """The training set split for a baseline: a pool to draw sets from (CPU) and held-out
+    samples that choose among the settings (on the run's device)."""
+
+    pool_x: torch.Tensor
+    pool_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    per_class: int
+    gen: torch.Generator
+
+    @classmethod
+    def of(cls, setup: Setup) -> "BaselineSplit":
+        config, ds = setup.config, setup.dataset
+        gen = generator(config.seed, BASELINE_STREAM)
+        order = torch.randperm(len(ds.train_y), generator=gen)
+        held = order[: min(config.baseline.search_samples, len(order) // 5)]
+        rest = order[len(held):]
+        device_held = held.to(setup.device)
+        return cls(ds.train_x[rest], ds.train_y[rest], setup.real.train_x[device_held], setup.real.train_y[device_held],
+                   B.per_class(config.synthetic.n, ds.num_classes), gen)
+
+    def random_sets(self, count: int, num_classes: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [B.random_real(self.pool_x, self.pool_y, self.per_class, num_classes, self.gen) for _ in range(count)]
+
+    def kmeans_sets(self, count: int, num_classes: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [B.kmeans_centroids(self.pool_x, self.pool_y, self.per_class, num_classes, seed + r) for r in range(count)]
+
+
+def knn_baseline(setup: Setup, split: BaselineSplit) -> dict[str, Any]:
+    """kNN with ``baseline.sets`` memories: k and the distance chosen on the held-out samples."""
+    opts, ds = setup.config.baseline, setup.dataset
+    if opts.memory == "random_real":
+        sets = split.random_sets(opts.sets, ds.num_classes)
+    else:
+        sets = split.kmeans_sets(opts.sets, ds.num_classes, setup.config.seed)
+    val = (split.val_x.cpu(), split.val_y.cpu())
+    grid = [{"k": k, "distance": d, "val_acc": float(np.mean([B.knn_accuracy(*s, *val, k, d) for s in sets]))} for k, d in B.KNN_GRID]
+    best = max(grid, key=lambda cell: cell["val_acc"])
+    test = torch.tensor([B.knn_accuracy(*s, ds.test_x, ds.test_y, best["k"], best["distance"]) for s in sets])
+    return {"init": None, "steps": None, "epochs": None, "memory": opts.memory, "k": best["k"], "distance": best["distance"],
+            "test_acc": Accuracy.of(test).as_dict(), "sets": len(sets), "grid": grid}
+
+
+def training_baseline(setup: Setup, split: BaselineSplit, run: RunDir) -> dict[str, Any]:
+    """A real training set: the grid cell chosen with search networks on the held-out samples,
+    then ``eval.models`` held-out networks trained with it and tested."""
+    config, ds, net = setup.config, setup.dataset, setup.net
+    opts, steps, batch, method = config.baseline, config.synthetic.steps, config.eval.batch_size, config.method
+    sampler = RandomInit(net, config.init.scheme, config.init.gain, config.seed)
+    search = sampler.sample(opts.search_models, 0).to(setup.device)
+    if method in ("random_real", "optimized_real"):
+        sets = split.random_sets(opts.sets if method == "random_real" else opts.candidates, ds.num_classes)
+    elif method == "kmeans":
+        sets = split.kmeans_sets(opts.sets, ds.num_classes, config.seed)
+    else:
+        sets = [B.average_real(split.pool_x, split.pool_y, split.per_class, ds.num_classes)]
+    learned = learned_lrs(opts.distilled_run, steps) if opts.distilled_run else None
+    cells = B.schedules(steps, opts.lrs, sorted(set(opts.epochs) | {config.synthetic.epochs}), learned)
+    cell, grid = B.grid_search(net, sets, steps, cells, ds.num_classes, search, split.val_x, split.val_y, batch)
+    if method == "optimized_real":
+        scores = [B.pooled_accuracies(net, [s], steps, cell.lrs, ds.num_classes, search, split.val_x, split.val_y, batch).mean().item()
+                  for s in sets]
+        sets = B.best_sets(sets, scores, opts.keep)
+    started = time.perf_counter()
+    thetas = sampler.held_out(config.eval.models).to(setup.device)
+    test = B.pooled_accuracies(net, sets, steps, cell.lrs, ds.num_classes, thetas, setup.real.test_x, setup.real.test_y, batch)
+    eval_seconds = round(time.perf_counter() - started, 2)
+    data = B.training_data(*sets[0], steps, cell.lrs, ds.num_classes)
+    data.save(run.distilled)
+    save_pictures(run, data, ds)
+    return {"steps": steps, "epochs": cell.epochs, "lr": cell.describe()["lr"], "test_acc": Accuracy.of(test).as_dict(),
+            "sets": len(sets), "search_models": opts.search_models, "eval_seconds": eval_seconds, "grid": grid,
+            "lrs": [round(v, 6) for v in data.lrs().tolist()]}
 
 
 def learned_lrs(run_dir: str, steps: int) -> torch.Tensor:
@@ -348,8 +382,6 @@ def evaluate_transfer(out: str | Path, model: str, lr: float | str | None = None
     ``lr``: None keeps the learned step sizes; a number trains every step with it; ``"tune"``
     picks the best constant rate of ``baseline.lrs`` with ``baseline.search_models`` networks
     on ``baseline.search_samples`` training samples. Returns the evaluation and the rate used."""
-    from .baselines import with_lrs
-
     run = RunDir(out)
     raw = run.read_config()
     raw["model"] = {"name": model}
@@ -364,12 +396,12 @@ def evaluate_transfer(out: str | Path, model: str, lr: float | str | None = None
         search = sampler.sample(config.baseline.search_models, 0).to(setup.device)
         scores = {}
         for rate in config.baseline.lrs:
-            candidate = with_lrs(data, torch.full((len(data.raw_lrs),), rate))
+            candidate = B.with_lrs(data, torch.full((len(data.raw_lrs),), rate))
             scores[rate] = evaluate(setup.net, candidate, search, setup.real.train_x[held], setup.real.train_y[held],
                                     config.eval.batch_size).test_acc.mean
         lr = max(scores, key=scores.get)
     if lr is not None:
-        data = with_lrs(data, torch.full((len(data.raw_lrs),), float(lr)))
+        data = B.with_lrs(data, torch.full((len(data.raw_lrs),), float(lr)))
     models = models or config.eval.models
     thetas = sampler.held_out(models).to(setup.device)
     evaluation = evaluate(setup.net, data, thetas, setup.real.test_x, setup.real.test_y, config.eval.batch_size)
