@@ -166,6 +166,9 @@ def evaluate_run(out: str | Path, models: int | None = None) -> Evaluation:
     """Re-evaluate a finished run with ``models`` held-out networks; record it in metrics.json."""
     run = RunDir(out)
     config = validate(run.read_config())
+    if config.method != "distill":
+        raise UserError(f"{run.path} is a {config.method} baseline; evaluate its training set with --model NAME "
+                        f"(e.g. --model {config.model.name})")
     metrics = run.read_metrics()
     setup = build(config)
     sampler = sampler_of(setup, run.load_checkpoint()["sampler"])

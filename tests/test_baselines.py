@@ -164,6 +164,8 @@ def test_baseline_command_writes_a_run_directory(method, tmp_path, capsys):
     capsys.readouterr()
     assert main(["show", str(out)]) == 0
     assert f"{method} baseline: digits" in capsys.readouterr().out
+    assert main(["eval", str(out)]) == 2
+    assert "--model" in capsys.readouterr().err
 
 
 def test_run_command_runs_a_baseline_method(tmp_path, capsys):
