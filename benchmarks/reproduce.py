@@ -118,7 +118,7 @@ def report_row(row: dict) -> str:
     method = row.get("method", "distill")
     paper = row.get("paper") or {}
     paper_acc, paper_std = paper.get("acc"), paper.get("std")
-    paper_text = "—" if paper_acc is None else f"{paper_acc:g}" + (f" ± {paper_std:g}" if paper_std is not None else "")
+    paper_text = "—" if paper_acc is None else f"{paper_acc}" + (f" ± {paper_std}" if paper_std is not None else "")
     if paper and not paper.get("checked", True):
         paper_text += " †"
     if not run.metrics.exists():
@@ -173,6 +173,14 @@ def write_report(rows: list[dict], path: Path = REPORT) -> None:
         "",
         "† quoted from the paper from memory, not checked against the paper's text on this machine (it has no",
         "network access); see `benchmarks/paper_figures.yaml`.",
+        "",
+        "Notes. Distillation rows are the run directories found in `benchmarks/results/runs/` (rows marked",
+        "*shortened* ran fewer outer iterations than the paper's schedule). Baselines are evaluated as in",
+        "Wang et al. (random networks, the best cell of the learning-rate × epochs grid, which includes the",
+        "distillation run's learned rates when that run is present), except that the cell is chosen with 10",
+        "networks on held-out training samples and only the chosen cell is evaluated with 200 networks on the",
+        "test set. A fixed-init distillation row is one network; its baselines are random networks. Wall times",
+        "were measured on a 2-core machine shared with other jobs (a run got about half a core).",
         "",
     ]
     path.write_text("\n".join(lines))

@@ -51,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--plot", default="compare.png", help="where to write the plot (default: compare.png)")
     compare.add_argument("--ratio", type=float, default=0.9,
                          help="target distillation ratio for the %% distillation size of each sweep (default: 0.9)")
+    compare.add_argument("--cache", default=None, help="full-data results file of `distill train` (default: each run's train.cache)")
     return p
 
 
@@ -155,7 +156,7 @@ def compare_command(args: argparse.Namespace) -> int:
 
     if not 0 < args.ratio <= 1:
         raise UserError(f"--ratio must lie in (0, 1], got {args.ratio}")
-    runs = [summarize_for_comparison(d) for d in args.run_dirs]
+    runs = [summarize_for_comparison(d, args.cache) for d in args.run_dirs]
     print(markdown_table(runs))
     for (method, dataset, model), group in sweeps(runs).items():
         if len(group) > 1:

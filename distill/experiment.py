@@ -416,15 +416,15 @@ def evaluate_transfer(out: str | Path, model: str, lr: float | str | None = None
     return evaluation, lr
 
 
-def summarize_for_comparison(out: str | Path) -> "RunSummary":
+def summarize_for_comparison(out: str | Path, cache: str | Path | None = None) -> "RunSummary":
     """A finished run directory as a ``compare.RunSummary``, with its full-data accuracy
-    when the config's ``train.cache`` holds it."""
+    when ``cache`` (default: the config's ``train.cache``) holds it."""
     from .compare import RunSummary
 
     run = RunDir(out)
     config = validate(run.read_config())
     m = run.read_metrics()
-    full = read_full_data_cache(config.train.cache).get(full_data_key(config), {})
+    full = read_full_data_cache(cache or config.train.cache).get(full_data_key(config), {})
     acc = m["test_acc"]
     return RunSummary(str(out), m["method"], m["dataset"], m["model"], m["n_distilled"], acc["mean"], acc["std"], acc["n"],
                       full.get("test_acc"), full.get("train_size"))

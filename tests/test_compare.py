@@ -60,7 +60,7 @@ def test_train_eval_model_and_compare_commands(tmp_path, capsys):
     assert [(e["model"], e["lr"], e["test_acc"]["n"]) for e in evaluations] == [("lenet", 0.1, 3), ("lenet", "learned", 2)]
 
     plot = tmp_path / "sweep.png"
-    assert main(["compare", *runs, "--plot", str(plot), "--ratio", "0.01"]) == 0
+    assert main(["compare", *runs, "--plot", str(plot), "--ratio", "0.01", "--cache", str(tmp_path / "full.json")]) == 0
     out = capsys.readouterr().out
     assert out.count("| distill | digits | mlp |") == 2
     assert "distillation size at ratio 0.01: 1.39% of the training set" in out  # n = 20 of 1,437
