@@ -141,7 +141,7 @@ class ContinualConfig(Section):
     memory: Literal["real", "distilled"] = "real"
     memory_per_task: PositiveInt = 10
     memory_strength: float = Field(0.5, ge=0)
-    ewc_lambda: float = Field(100.0, ge=0)
+    ewc_lambda: float = Field(1.0, ge=0)
     epochs: PositiveInt = 1
     lr: PositiveFloat = 0.1
     batch_size: PositiveInt = 10
