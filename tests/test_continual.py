@@ -53,8 +53,8 @@ def test_projected_gradient_conflicts_with_no_stored_task(margin):
     g, G = conflicting(6, 40, seed=3)
     g_tilde = project(g, G, margin=margin, eps=0.0)
     assert ((G @ g_tilde) >= -1e-9).all()
-    if margin > 0:
-        assert (G @ g_tilde).min() > -1e-9 and torch.linalg.norm(g_tilde - g) > torch.linalg.norm(project(g, G, eps=0.0) - g)
+    if margin > 0:  # a margin pushes g̃ further from g than the plain projection
+        assert torch.linalg.norm(g_tilde - g) > torch.linalg.norm(project(g, G, eps=0.0) - g)
 
 
 def test_a_gradient_without_conflict_is_left_alone():
