@@ -428,7 +428,8 @@ def evaluate_transfer(out: str | Path, model: str, lr: float | str | None = None
 
 def summarize_for_comparison(out: str | Path, cache: str | Path | None = None) -> "RunSummary":
     """A finished run directory as a ``compare.RunSummary``, with its full-data accuracy
-    when ``cache`` (default: the config's ``train.cache``) holds it."""
+    when ``cache`` (default: the config's ``train.cache``) holds it. Distillation with learned
+    labels counts as its own method, so that a sweep does not mix hard and soft labels."""
     from .compare import RunSummary
 
     run = RunDir(out)
@@ -436,7 +437,8 @@ def summarize_for_comparison(out: str | Path, cache: str | Path | None = None) -
     m = run.read_metrics()
     full = read_full_data_cache(cache or config.train.cache).get(full_data_key(config), {})
     acc = m["test_acc"]
-    return RunSummary(str(out), m["method"], m["dataset"], m["model"], m["n_distilled"], acc["mean"], acc["std"], acc["n"],
+    method = m["method"] + (" (learned labels)" if m["method"] == "distill" and config.synthetic.labels == "learned" else "")
+    return RunSummary(str(out), method, m["dataset"], m["model"], m["n_distilled"], acc["mean"], acc["std"], acc["n"],
                       full.get("test_acc"), full.get("train_size"))
 
 
