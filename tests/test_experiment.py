@@ -202,3 +202,11 @@ def test_pretrained_fixed_network_out_of_range(quick_config, tmp_path, digits_po
     path, _ = digits_pool
     with pytest.raises(UserError, match="init.network = 7, but the pool .* holds 5 networks"):
         run_experiment(quick_config("init.kind=pretrained_fixed", f"init.pool={path}", "init.network=7"), tmp_path)
+
+
+def test_pretrained_fixed_starts_from_the_chosen_pool_network(quick_config, tmp_path, digits_pool):
+    path, pool = digits_pool
+    metrics = run_experiment(quick_config("init.kind=pretrained_fixed", f"init.pool={path}", "init.network=4"), tmp_path)
+    assert metrics["test_acc"]["n"] == 1
+    assert metrics["before_acc"]["mean"] == pytest.approx(pool.test_acc[4].item())
+    assert torch.equal(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["sampler"]["theta"], pool.thetas[4])
