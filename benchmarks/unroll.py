@@ -10,8 +10,8 @@ vectors; an outer loss on a batch of 1,024 random real inputs. For every ``(T, K
 * ``loop``      — the K initialisations one at a time: K calls of stored-mode
   ``hypergradient`` on ``theta0[k:k+1]``, their gradients averaged (what vmap replaces);
 * ``forward``   — the forward-only unroll: ``train(net, theta0, x, labels, lrs)`` and the
-  outer loss of ``θ_T`` on the real batch, with no gradient to the synthetic data (the
-  floor an outer iteration is compared with).
+  outer loss of ``θ_T`` on the real batch (in the same micro-batches as ``hypergradient``), with
+  no gradient to the synthetic data (the floor an outer iteration is compared with).
 
 How. Every measurement runs in a fresh subprocess (the script re-invokes itself with
 ``--one T K MODE`` and reads one JSON line back), so no measurement inherits another's
@@ -78,7 +78,7 @@ from torch.func import vmap  # noqa: E402
 from distill.functional import FunctionalNet  # noqa: E402
 from distill.inits import init_weights  # noqa: E402
 from distill.models import build_model  # noqa: E402
-from distill.unroll import hypergradient, train  # noqa: E402
+from distill.unroll import CPU_MICRO_BATCH, hypergradient, train  # noqa: E402
 
 INPUT_SHAPE = (1, 28, 28)
 CLASSES = 10
@@ -149,8 +149,11 @@ def forward_unroll(problem: Problem) -> Tensor:
     and the outer loss ``L`` of ``θ_T`` on the real batch (forward only); returns ``L``."""
     p = problem
     final = train(p.net, p.theta0, p.x, p.labels, p.lrs)
+    micro = CPU_MICRO_BATCH if final.device.type == "cpu" else REAL_BATCH  # as the outer loss of `hypergradient`
+    loss_of = vmap(p.net.loss, in_dims=(0, None, None), chunk_size=1 if final.device.type == "cpu" else None)
     with torch.no_grad():
-        return vmap(p.net.loss, in_dims=(0, None, None), chunk_size=1)(final, p.real_x, p.real_labels).mean()
+        parts = [(p.real_x[i : i + micro], p.real_labels[i : i + micro]) for i in range(0, REAL_BATCH, micro)]
+        return sum(loss_of(final, x, y).mean() * len(y) / REAL_BATCH for x, y in parts)
 
 
 WORKLOADS: dict[str, Callable[[Problem], Tensor]] = {

@@ -41,6 +41,12 @@ class FunctionalNet:
         return cls(module, tuple(n for n, _ in named), tuple(p.shape for _, p in named))
 
     @property
+    def per_sample(self) -> bool:
+        """True when each sample's output depends on that sample alone (no layer
+        normalises with batch statistics), so a batch may be split into micro-batches."""
+        return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.module.modules())
+
+    @property
     def num_params(self) -> int:
         return sum(s.numel() for s in self.shapes)
 

@@ -7,7 +7,7 @@ from torch.func import functional_call
 
 from distill.functional import FunctionalNet
 from distill.models import build_model
-from distill.unroll import hypergradient, train
+from distill.unroll import hypergradient, outer_loss_and_gradient, train
 
 SHAPE, CLASSES = (1, 8, 8), 4
 
@@ -129,3 +129,34 @@ def test_unknown_mode_is_rejected():
     _, net, theta0, x, labels, lrs, real_x, real_y = problem("mlp", 1)
     with pytest.raises(ValueError, match="recompute"):
         hypergradient(net, theta0, x, labels, lrs, real_x, real_y, mode="checkpoint")
+
+
+def whole_batch_loss_and_gradient(module, thetas, x, y):
+    """1/K Σ_k ℓ(x, y; θ_k) and its gradient by autograd, the whole batch at once."""
+    net = FunctionalNet.of(module)
+    thetas = thetas.clone().requires_grad_()
+    loss = torch.stack([F.cross_entropy(functional_call(module, net.unflatten(t), (x,)), y) for t in thetas]).mean()
+    return loss.detach(), torch.autograd.grad(loss, thetas)[0]
+
+
+@pytest.mark.parametrize("model_name", ["lenet", "mlp"])
+def test_outer_loss_over_micro_batches_equals_the_whole_batch(model_name):
+    module, net, theta0, *_, real_x, real_y = problem(model_name, 3)
+    loss, d_theta = outer_loss_and_gradient(net, theta0, real_x, real_y, micro_batch=5)  # 16 = 5 + 5 + 5 + 1
+    ref_loss, ref_d_theta = whole_batch_loss_and_gradient(module, theta0, real_x, real_y)
+    assert torch.allclose(loss, ref_loss, rtol=1e-12)
+    assert relative_error(d_theta, ref_d_theta) < 1e-10
+
+
+def test_batch_statistics_keep_the_outer_batch_whole():
+    torch.manual_seed(0)
+    module = build_model("convnet", SHAPE, CLASSES, width=8, depth=2, norm="batch").double()
+    net = FunctionalNet.of(module)
+    assert not net.per_sample
+    theta0 = net.flatten(dict(module.named_parameters())).detach()[None].repeat(2, 1)
+    theta0 = theta0 + 0.01 * torch.randn_like(theta0)
+    real_x, real_y = torch.randn(12, *SHAPE, dtype=torch.float64), torch.randint(CLASSES, (12,))
+    loss, d_theta = outer_loss_and_gradient(net, theta0, real_x, real_y, micro_batch=5)
+    ref_loss, ref_d_theta = whole_batch_loss_and_gradient(module, theta0, real_x, real_y)
+    assert torch.allclose(loss, ref_loss, rtol=1e-12)
+    assert relative_error(d_theta, ref_d_theta) < 1e-10
