@@ -175,6 +175,8 @@ def test_pretrained_random_trains_on_the_pool_and_evaluates_its_held_out_network
     expected = accuracies(net, pool.thetas[3:], data.test_x, data.test_y, 2048)
     assert metrics["before_acc"]["mean"] == pytest.approx(expected.mean().item())
     assert metrics["before_acc"]["mean"] == pytest.approx(pool.test_acc[3:].mean().item())
+    again = evaluate_run(tmp_path, models=1)  # distill eval: the first held-out network only
+    assert again.before.n == 1 and again.before.mean == pytest.approx(expected[0].item())
 
 
 def test_a_pool_for_another_model_is_rejected_naming_both(quick_config, tmp_path, digits_pool):
