@@ -78,6 +78,10 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config, args.overrides)
     metrics = run_experiment(config, args.out, resume=args.resume)
+    if metrics["method"] == "continual":
+        print(f"{metrics['learner']}: ACC {100 * metrics['acc']:.2f}%, BWT {100 * metrics['bwt']:+.2f}, "
+              f"FWT {100 * metrics['fwt']:+.2f} ({metrics['seconds']:.0f} s); results in {args.out}")
+        return 0
     acc = metrics["test_acc"]
     print(f"test accuracy {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} over {acc['n']} networks "
           f"({metrics['seconds']:.0f} s); results in {args.out}")

@@ -8,7 +8,7 @@ unknown key, a wrong type or an impossible value, is a ``UserError`` that names 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
@@ -138,8 +138,56 @@ class PretrainConfig(Section):
     weight_decay: float = Field(0.0, ge=0)
 
 
+class StreamConfig(Section):
+    """A task stream of ``distill.datasets.streams``: permuted streams draw
+    ``samples_per_task`` images per task; split streams cut the classes into ``tasks``
+    groups of ``classes_per_task`` (and keep at most ``samples_per_task`` samples)."""
+
+    name: str = "permuted_digits"
+    tasks: PositiveInt = 5
+    samples_per_task: PositiveInt | None = 200
+    classes_per_task: PositiveInt | None = None
+
+
+class MemoryDistillConfig(Section):
+    """How a task's training data is distilled into its memory (``memory: distilled``):
+    ``memory_per_task`` samples in ``steps`` steps for ``epochs`` epochs, from random
+    initial weights (``init.scheme``), with the outer loop's settings."""
+
+    steps: PositiveInt = 1
+    epochs: PositiveInt = 3
+    lr_init: PositiveFloat = 0.02
+    data_init: Literal["normal", "real"] = "real"
+    outer: OuterConfig = OuterConfig(epochs=100, batch_size=1000, lr=0.01, decay_epochs=50, models_per_iteration=4)
+
+
+class ContinualConfig(Section):
+    """``method: continual``: a learner trained on a stream of tasks (GEM, EWC, plain)."""
+
+    stream: StreamConfig = StreamConfig()
+    learner: Literal["single", "ewc", "gem"] = "gem"
+    memory: Literal["real", "distilled"] = "real"
+    memory_per_task: PositiveInt = 10
+    memory_strength: float = Field(0.5, ge=0)
+    ewc_lambda: float = Field(1.0, ge=0)
+    epochs: PositiveInt = 1
+    lr: PositiveFloat = 0.1
+    batch_size: PositiveInt = 10
+    distill: MemoryDistillConfig = MemoryDistillConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ContinualConfig":
+        if self.memory == "distilled" and self.learner != "gem":
+            raise ValueError("memory: distilled is GEM's episodic memory; set learner: gem")
+        if self.memory == "distilled" and self.memory_per_task % self.distill.steps:
+            raise ValueError(
+                f"memory_per_task = {self.memory_per_task} cannot be split into distill.steps = {self.distill.steps} equal steps"
+            )
+        return self
+
+
 class Config(Section):
-    method: Literal["distill"] = "distill"
+    method: Literal["distill", "continual"] = "distill"
     seed: int = Field(0, ge=0)
     dataset: DatasetConfig = DatasetConfig()
     model: ModelConfig = ModelConfig()
@@ -149,6 +197,15 @@ class Config(Section):
     eval: EvalConfig = EvalConfig()
     run: RunConfig = RunConfig()
     pretrain: PretrainConfig = PretrainConfig()
+    continual: ContinualConfig | None = None
+
+    @model_validator(mode="after")
+    def _continual_section(self) -> "Config":
+        if self.method == "continual" and self.continual is None:
+            self.continual = ContinualConfig()
+        if self.method != "continual" and self.continual is not None:
+            raise ValueError("the continual section goes with method: continual")
+        return self
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -214,7 +271,7 @@ def _valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
     keys = []
     for name, field in model.model_fields.items():
         keys.append(prefix + name)
-        sub = field.annotation
+        sub = next((a for a in get_args(field.annotation) if a is not type(None)), field.annotation)
         if isinstance(sub, type) and issubclass(sub, BaseModel):
             keys.extend(_valid_keys(sub, f"{prefix}{name}."))
     return keys

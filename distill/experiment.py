@@ -113,8 +113,12 @@ def run_experiment(
     """Run ``config`` into the run directory ``out`` and return its metrics.
 
     With ``resume``, continue from ``out/checkpoint.pt``; the run's own ``config.yaml``
-    must then equal ``config``.
+    must then equal ``config``. ``method: continual`` runs go to ``continual.run_continual``.
     """
+    if config.method == "continual":
+        from .continual import run_continual
+
+        return run_continual(config, out, resume=resume)
     run = RunDir(out)
     checkpoint, earlier_evaluations = None, []
     if resume:
@@ -186,6 +190,8 @@ def evaluate_run(out: str | Path, models: int | None = None) -> Evaluation:
     """Re-evaluate a finished run with ``models`` held-out networks; record it in metrics.json."""
     run = RunDir(out)
     config = validate(run.read_config())
+    if config.method == "continual":
+        raise UserError(f"{run.path} is a continual run: it has no distilled data to evaluate; see its continual.json")
     metrics = run.read_metrics()
     setup = build(config)
     sampler = sampler_of(setup, run.load_checkpoint()["sampler"])
@@ -202,6 +208,10 @@ def summarize_run(out: str | Path) -> str:
     """A readable summary of a run directory: what was run, how it went, what it reached."""
     run = RunDir(out)
     config = validate(run.read_config())
+    if config.method == "continual":
+        from .continual.run import summarize_continual
+
+        return summarize_continual(run, config)
     log = run.read_log()
     lines = [
         f"run        {run.path}",

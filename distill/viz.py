@@ -84,3 +84,25 @@ def save_words(
             lines.append(f"[{label}] {' '.join(sentence)}")
         lines.append("")
     Path(path).write_text("\n".join(lines))
+
+
+def save_accuracy_matrix(path: str | Path, R: Tensor, title: str) -> None:
+    """The continual-learning accuracy matrix ``R[i, j]`` (test accuracy on task j after
+    training task i) as a heat map, each cell printed when the matrix is small enough."""
+    tasks = len(R)
+    fig = Figure(figsize=(1.0 + 0.4 * tasks, 0.8 + 0.4 * tasks))
+    ax = fig.subplots()
+    image = ax.imshow(R.numpy(), cmap="viridis", vmin=0, vmax=1)
+    if tasks <= 20:
+        for i in range(tasks):
+            for j in range(tasks):
+                ax.text(j, i, f"{100 * R[i, j]:.0f}", ha="center", va="center", fontsize=6, color="white" if R[i, j] < 0.6 else "black")
+    ticks = list(range(tasks))
+    ax.set_xticks(ticks, [str(t + 1) for t in ticks], fontsize=7)
+    ax.set_yticks(ticks, [str(t + 1) for t in ticks], fontsize=7)
+    ax.set_xlabel("tested on task")
+    ax.set_ylabel("after training task")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)

@@ -1,0 +1,170 @@
+"""``method: continual``: a learner trained on a stream of tasks, into a run directory.
+
+Writes ``config.yaml``, ``metrics.json`` (the contract's keys, ``test_acc`` being the
+final average accuracy ACC over the tasks), ``continual.json`` (the accuracy matrix R,
+ACC/BWT/FWT, seconds per task), ``continual.png`` (R as a heat map), and for GEM
+``memory.pt`` (every task's memory) and, for a distilled memory, one distillation run
+directory per task under ``memory/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from ..config import Config
+from ..datasets.streams import Task, load_stream
+from ..errors import DivergenceError, UserError
+from ..evaluate import accuracies
+from ..experiment import resolve_device
+from ..functional import FunctionalNet
+from ..inits import generator, init_weights
+from ..models import build_model
+from ..rundir import RunDir
+from ..viz import save_accuracy_matrix
+from .learners import head_of, make_learner, train_task
+from .memory import distilled_memory, real_memory
+from .metrics import summary
+
+LEARNER_STREAM, SHUFFLE_STREAM, MEMORY_STREAM = 10, 11, 12
+
+
+def check_memory(tasks: list[Task], memory_per_task: int, distilled: bool) -> None:
+    """A memory cannot hold more samples than its task has, nor (distilled, hard labels)
+    fewer samples than the task has classes."""
+    for k, task in enumerate(tasks):
+        if memory_per_task > len(task.train_y):
+            raise UserError(
+                f"continual.memory_per_task = {memory_per_task} is larger than task {k + 1}'s {len(task.train_y)} training samples"
+            )
+        if distilled and memory_per_task < len(task.classes):
+            raise UserError(
+                f"continual.memory_per_task = {memory_per_task} is fewer than the {len(task.classes)} classes of a task: "
+                f"a distilled memory needs at least one sample per class"
+            )
+
+
+def task_accuracies(heads: list[FunctionalNet], tasks: list[Task], theta: Tensor, batch_size: int) -> Tensor:
+    """The test accuracy of ``θ`` on every task, [T]."""
+    device = theta.device
+    return torch.stack([
+        accuracies(head, theta[None], task.test_inputs().to(device), task.test_y.to(device), batch_size)[0]
+        for head, task in zip(heads, tasks)
+    ]).cpu()
+
+
+def run_continual(config: Config, out: str | Path, resume: bool = False) -> dict[str, Any]:
+    """Train ``config.continual.learner`` on the stream, task after task, into ``out``."""
+    c = config.continual
+    run = RunDir(out)
+    results = run.path / "continual.json"
+    if resume:
+        raise UserError("a continual run cannot be resumed; start it again with another -o")
+    if results.exists():
+        raise UserError(f"{run.path} already holds a continual run; choose another -o")
+    device = resolve_device(config.run.device)
+    dataset, tasks = load_stream(
+        c.stream.name, c.stream.tasks, c.stream.samples_per_task, c.stream.classes_per_task,
+        seed=config.seed, root=config.dataset.root, download=config.dataset.download,
+    )
+    check_memory(tasks, c.memory_per_task, c.memory == "distilled")
+    run.create()
+    run.write_config(config.model_dump(mode="json"))
+
+    module = build_model(config.model.name, dataset.input_shape, dataset.num_classes, **config.model.options).to(device)
+    heads = [head_of(module, task.classes) for task in tasks]
+    theta = init_weights(heads[0], config.init.scheme, config.init.gain, generator(config.seed, LEARNER_STREAM)).to(device)
+    learner = make_learner(c.learner, c.memory_strength, c.ewc_lambda)
+    shuffle, memory_gen = generator(config.seed, SHUFFLE_STREAM), generator(config.seed, MEMORY_STREAM)
+    batch = config.eval.batch_size
+
+    started = time.perf_counter()
+    initial = task_accuracies(heads, tasks, theta, batch)
+    R = torch.zeros(len(tasks), len(tasks))
+    train_seconds, distill_seconds, memories = [], [], []
+    progress = tqdm(list(enumerate(tasks)), desc=f"continual {c.learner}", disable=not config.run.progress)
+    for k, task in progress:
+        x, y = task.train_x.to(device), task.train_y.to(device)
+        clock = time.perf_counter()
+        theta = train_task(theta, heads[k], x, y, learner, c.epochs, c.batch_size, c.lr, shuffle)
+        train_seconds.append(round(time.perf_counter() - clock, 3))
+        if not torch.isfinite(theta).all():
+            raise DivergenceError(
+                f"the {_label(config)} learner diverged (non-finite weights) while training task {k + 1}; "
+                f"lower continual.lr{' or continual.ewc_lambda' if c.learner == 'ewc' else ''}"
+            )
+        R[k] = task_accuracies(heads, tasks, theta, batch)
+        memory = None
+        if c.learner == "gem" and c.memory == "real":
+            memory = real_memory(x, y, c.memory_per_task, memory_gen)
+        elif c.learner == "gem":
+            task_run = RunDir(run.path / "memory" / f"task_{k + 1:02d}")
+            memory, _, seconds = distilled_memory(config, heads[k], x, y, len(task.classes), task_run, config.seed + k)
+            distill_seconds.append(round(seconds, 3))
+        if memory is not None:
+            memories.append(memory)
+        learner.end_task(theta, heads[k], x, y, memory)
+        progress.set_postfix(acc=f"{R[k, : k + 1].mean().item():.3f}")
+    progress.close()
+    seconds = time.perf_counter() - started
+
+    figures = summary(R, initial)
+    record = {
+        "stream": c.stream.name, "learner": c.learner, "memory": c.memory if c.learner == "gem" else None,
+        **figures, "accuracy_matrix": R.tolist(), "initial_accuracy": initial.tolist(),
+        "train_seconds": train_seconds, "distill_seconds": distill_seconds,
+        "projections": getattr(learner, "projections", None),
+    }
+    results.write_text(json.dumps(record, indent=2) + "\n")
+    save_accuracy_matrix(run.path / "continual.png", R, f"{c.stream.name}, {_label(config)}: ACC {100 * figures['acc']:.1f}%")
+    if memories:
+        torch.save({"x": [m[0].cpu() for m in memories], "y": [m[1].cpu() for m in memories]}, run.path / "memory.pt")
+    final = R[-1]
+    metrics = {
+        "method": config.method,
+        "dataset": c.stream.name,
+        "model": config.model.name,
+        "init": config.init.kind,
+        "n_distilled": c.memory_per_task if c.learner == "gem" else 0,
+        "steps": c.distill.steps if c.learner == "gem" and c.memory == "distilled" else 0,
+        "epochs": c.epochs,
+        "test_acc": {"mean": final.mean().item(), "std": final.std(unbiased=False).item(), "n": len(final)},
+        "seconds": round(seconds, 2),
+        "learner": _label(config),
+        **figures,
+        "distill_seconds_per_task": round(sum(distill_seconds) / len(distill_seconds), 3) if distill_seconds else None,
+        "device": str(device),
+    }
+    run.write_metrics(metrics)
+    return metrics
+
+
+def _label(config: Config) -> str:
+    c = config.continual
+    return f"gem-{c.memory}" if c.learner == "gem" else c.learner
+
+
+def summarize_continual(run: RunDir, config: Config) -> str:
+    """The summary ``distill show`` prints for a continual run."""
+    c = config.continual
+    lines = [
+        f"run        {run.path}",
+        f"method     continual: {c.stream.name} ({c.stream.tasks} tasks), {config.model.name}, {_label(config)}",
+        f"training   {c.epochs} epoch(s) per task, SGD lr {c.lr:g}, batch {c.batch_size}"
+        + (f", memory {c.memory_per_task} per task, margin {c.memory_strength:g}" if c.learner == "gem" else ""),
+    ]
+    results = run.path / "continual.json"
+    if not results.exists():
+        return "\n".join(lines + ["status     unfinished (a continual run cannot be resumed; run it again)"])
+    record = json.loads(results.read_text())
+    lines.append(f"result     ACC {100 * record['acc']:.2f}%, BWT {100 * record['bwt']:+.2f}, FWT {100 * record['fwt']:+.2f}")
+    if record["distill_seconds"]:
+        seconds = record["distill_seconds"]
+        lines.append(f"memory     distilled in {sum(seconds) / len(seconds):.1f} s per task ({sum(seconds):.0f} s in all)")
+    return "\n".join(lines)
