@@ -212,3 +212,16 @@ def test_pretrained_fixed_starts_from_the_chosen_pool_network(quick_config, tmp_
     assert metrics["test_acc"]["n"] == 1
     assert metrics["before_acc"]["mean"] == pytest.approx(pool.test_acc[4].item())
     assert torch.equal(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["sampler"]["theta"], pool.thetas[4])
+
+
+@pytest.mark.parametrize("norm", ["group", "batch"])
+def test_resnet18_distills_and_evaluates_end_to_end(quick_config, tmp_path, norm):
+    """A narrow resnet18 through a whole run (the held-out evaluation vmaps it without autograd)."""
+    from conftest import QUICK
+    from distill.config import load_config
+
+    config = load_config(None, [o for o in QUICK if not o.startswith("model.")] + [
+        "model.name=resnet18", "model.width=4", "model.groups=2", f"model.norm={norm}",
+        "init.kind=random", "outer.epochs=2", "eval.models=2"])
+    metrics = run_experiment(config, tmp_path)
+    assert metrics["test_acc"]["n"] == 2 and metrics["iterations"] == 2

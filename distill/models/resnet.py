@@ -7,7 +7,7 @@ global average pooling and a linear classifier. A basic block is
 
     y = relu(n₂(conv₂(relu(n₁(conv₁(x))))) + s(x)),   s = identity, or 1×1 conv + norm when the shape changes
 
-``norm='group'``: GroupNorm with ``gcd(groups, C)`` groups of a ``C``-channel layer (Wu & He's
+``norm='group'``: GroupNorm (``GroupNorm2d``, elementary ops) with ``gcd(groups, C)`` groups of a ``C``-channel layer (Wu & He's
 32 groups where ``C`` allows it; narrower layers fall back to fewer, equal groups). A group
 of one channel on a 1×1 map normalises to a constant, so on tiny inputs (8×8 reaches 1×1 in
 the last stage) use few ``groups`` or BatchNorm.
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distill.errors import UserError, unknown
-from distill.models.layers import BatchStatNorm2d
+from distill.models.layers import BatchStatNorm2d, GroupNorm2d
 
 NORMS = ("group", "batch")
 BLOCKS_PER_STAGE = (2, 2, 2, 2)
@@ -31,7 +31,7 @@ BLOCKS_PER_STAGE = (2, 2, 2, 2)
 
 def resnet_norm(norm: str, channels: int, groups: int) -> nn.Module:
     if norm == "group":
-        return nn.GroupNorm(math.gcd(groups, channels), channels)
+        return GroupNorm2d(math.gcd(groups, channels), channels)
     return BatchStatNorm2d(channels)
 
 
