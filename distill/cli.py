@@ -27,6 +27,9 @@ def parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("eval", help="train held-out networks on a run's distilled data and report test accuracy")
     ev.add_argument("run_dir")
     ev.add_argument("--models", type=int, default=None, help="number of held-out networks (default: the config's eval.models)")
+    ev.add_argument("--model", default=None, help="cross-architecture: train random networks of this architecture instead")
+    ev.add_argument("--lr", default=None, help="with --model: a constant learning rate for every step, or 'tune' "
+                    "(best of baseline.lrs on held-out training samples); default: the learned rates")
 
     show = commands.add_parser("show", help="print a readable summary of a run directory")
     show.add_argument("run_dir")
@@ -37,6 +40,25 @@ def parser() -> argparse.ArgumentParser:
     pre.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set pretrain.networks=10 (repeatable)")
     pre.add_argument("--resume", action="store_true", help="continue the unfinished pool OUT.partial")
+
+    base = commands.add_parser("baseline", help="a baseline of the distilled size (real samples, k-means, averages, kNN) as a run directory")
+    base.add_argument("config", help="experiment YAML file (its synthetic.n, steps and model are used)")
+    base.add_argument("--method", required=True, help="random_real, optimized_real, kmeans, average_real or knn")
+    base.add_argument("-o", "--out", default=None, help="run directory (default: runs/<config name>_<method>)")
+    base.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config value, e.g. --set baseline.memory=kmeans (repeatable)")
+
+    train = commands.add_parser("train", help="train the config's model on the full training set (cached): the distillation ratio's denominator")
+    train.add_argument("config", nargs="?", help="experiment YAML file (default: the built-in digits default)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set train.epochs=2 (repeatable)")
+
+    compare = commands.add_parser("compare", help="a markdown table of several runs and a plot of accuracy against n")
+    compare.add_argument("run_dirs", nargs="+")
+    compare.add_argument("--plot", default="compare.png", help="where to write the plot (default: compare.png)")
+    compare.add_argument("--ratio", type=float, default=0.9,
+                         help="target distillation ratio for the %% distillation size of each sweep (default: 0.9)")
+    compare.add_argument("--cache", default=None, help="full-data results file of `distill train` (default: each run's train.cache)")
     return p
 
 
@@ -77,7 +99,16 @@ def run_command(args: argparse.Namespace) -> int:
             raise UserError("--set cannot change a run that is resumed")
     else:
         config = load_config(args.config, args.overrides)
-    metrics = run_experiment(config, args.out, resume=args.resume)
+    from .baselines import BASELINES
+
+    if config.method in BASELINES:
+        from .experiment import run_baseline
+
+        if args.resume:
+            raise UserError(f"a {config.method} baseline has nothing to resume; run it again into a new -o")
+        metrics = run_baseline(config, args.out)
+    else:
+        metrics = run_experiment(config, args.out, resume=args.resume)
     if metrics["method"] == "continual":
         print(f"{metrics['learner']}: ACC {100 * metrics['acc']:.2f}%, BWT {100 * metrics['bwt']:+.2f}, "
               f"FWT {100 * metrics['fwt']:+.2f} ({metrics['seconds']:.0f} s); results in {args.out}")
@@ -89,14 +120,64 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    from .experiment import evaluate_run
+    from .experiment import evaluate_run, evaluate_transfer
 
     if args.models is not None and args.models < 1:
         raise UserError(f"--models must be at least 1, got {args.models}")
+    if args.lr is not None and args.model is None:
+        raise UserError("--lr goes with --model NAME (cross-architecture evaluation)")
+    if args.model is not None:
+        evaluation, lr = evaluate_transfer(args.run_dir, args.model, parse_lr(args.lr), args.models)
+        print(f"{args.model}, lr {'learned' if lr is None else lr}: before training: {evaluation.before}\n"
+              f"after training:  {evaluation.test_acc}")
+        return 0
     evaluation = evaluate_run(args.run_dir, args.models)
     if args.models and evaluation.test_acc.n < args.models:
         print(f"note: a fixed-initialisation run has one initial network, so it is evaluated once, not {args.models} times")
     print(f"before training: {evaluation.before}\nafter training:  {evaluation.test_acc}")
+    return 0
+
+
+def parse_lr(text: str | None) -> float | str | None:
+    """``--lr``: None, 'tune', or a positive number."""
+    if text is None or text == "tune":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"--lr must be a positive number or 'tune', got {text!r}") from None
+    if not value > 0:
+        raise UserError(f"--lr must be a positive number or 'tune', got {text!r}")
+    return value
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .experiment import full_data_accuracy, full_data_key
+
+    config = load_config(args.config, args.overrides)
+    result = full_data_accuracy(config)
+    source = f"cached in {config.train.cache}" if result["cached"] else f"{result['seconds']:.0f} s; cached in {config.train.cache}"
+    print(f"{full_data_key(config)}: full-data test accuracy {100 * result['test_acc']:.2f}% "
+          f"({result['train_size']} training samples; {source})")
+    return 0
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    from .compare import distillation_size, markdown_table, plot_sweeps, sweeps
+    from .experiment import summarize_for_comparison
+
+    if not 0 < args.ratio <= 1:
+        raise UserError(f"--ratio must lie in (0, 1], got {args.ratio}")
+    runs = [summarize_for_comparison(d, args.cache) for d in args.run_dirs]
+    print(markdown_table(runs))
+    for (method, dataset, model), group in sweeps(runs).items():
+        if len(group) > 1:
+            size = distillation_size(group, args.ratio)
+            reach = "not reached" if size is None else f"{size:.3g}% of the training set"
+            print(f"\n{method} ({dataset}, {model}): distillation size at ratio {args.ratio:g}: {reach}")
+    plot_sweeps(runs, args.plot)
+    print(f"\nplot: {args.plot}")
     return 0
 
 
@@ -122,7 +203,29 @@ def pretrain_command(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": run_command, "eval": eval_command, "show": show_command, "pretrain": pretrain_command}
+def baseline_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .baselines import BASELINES
+    from .config import load_config
+    from .errors import unknown
+    from .experiment import run_baseline
+
+    if args.method not in BASELINES:
+        raise unknown("baseline", args.method, BASELINES)
+    config = load_config(args.config, [*args.overrides, f"method={args.method}"])
+    out = args.out or f"runs/{Path(args.config).stem}_{args.method}"
+    metrics = run_baseline(config, out)
+    acc = metrics["test_acc"]
+    setting = (f"k={metrics['k']}, {metrics['distance']}" if args.method == "knn"
+               else f"lr {metrics['lr']}, {metrics['epochs']} epochs")
+    print(f"{args.method}: test accuracy {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} over {acc['n']} "
+          f"{'sets' if args.method == 'knn' else 'networks'} ({setting}; {metrics['seconds']:.0f} s); results in {out}")
+    return 0
+
+
+COMMANDS = {"run": run_command, "eval": eval_command, "show": show_command, "baseline": baseline_command,
+            "train": train_command, "compare": compare_command, "pretrain": pretrain_command}
 
 if __name__ == "__main__":
     sys.exit(main())

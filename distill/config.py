@@ -13,6 +13,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
+from .baselines import BASELINES, LR_GRID, MEMORIES
 from .errors import UserError, closest
 from .inits import SCHEMES
 from .unroll import MODES
@@ -138,6 +139,30 @@ class PretrainConfig(Section):
     weight_decay: float = Field(0.0, ge=0)
 
 
+class BaselineConfig(Section):
+    """The baselines of ``distill baseline`` (Wang et al. Sec. 4): how many random sets, the
+    (learning rate, epochs) grid, and the cheap search that picks its best cell."""
+
+    sets: PositiveInt = 10
+    candidates: PositiveInt = 50
+    keep: float = Field(0.2, gt=0, le=1)
+    lrs: list[PositiveFloat] = list(LR_GRID)
+    epochs: list[PositiveInt] = [1, 3, 5]
+    search_models: PositiveInt = 10
+    search_samples: PositiveInt = 2000
+    memory: Literal[MEMORIES] = "random_real"  # type: ignore[valid-type]
+    distilled_run: str | None = None
+
+
+class FullTrainConfig(Section):
+    """``distill train``: the model trained on the whole training set (Adam), for the distillation ratio."""
+
+    epochs: PositiveInt = 5
+    lr: PositiveFloat = 1e-3
+    batch_size: PositiveInt = 128
+    cache: str = "runs/full_data.json"
+
+
 class StreamConfig(Section):
     """A task stream of ``distill.datasets.streams``: permuted streams draw
     ``samples_per_task`` images per task; split streams cut the classes into ``tasks``
@@ -187,7 +212,7 @@ class ContinualConfig(Section):
 
 
 class Config(Section):
-    method: Literal["distill", "continual"] = "distill"
+    method: Literal[("distill", "continual", *BASELINES)] = "distill"  # type: ignore[valid-type]
     seed: int = Field(0, ge=0)
     dataset: DatasetConfig = DatasetConfig()
     model: ModelConfig = ModelConfig()
@@ -197,6 +222,8 @@ class Config(Section):
     eval: EvalConfig = EvalConfig()
     run: RunConfig = RunConfig()
     pretrain: PretrainConfig = PretrainConfig()
+    baseline: BaselineConfig = BaselineConfig()
+    train: FullTrainConfig = FullTrainConfig()
     continual: ContinualConfig | None = None
 
     @model_validator(mode="after")

@@ -19,6 +19,7 @@ from .synthetic import DistilledData
 from .unroll import train
 
 MODELS_PER_CHUNK = 50
+CPU_TEST_BATCH = 256  # on the CPU, one network at a time on batches this small is about 2x faster than vmapped large ones
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,14 @@ class Evaluation:
 
 
 def accuracies(net: FunctionalNet, thetas: Tensor, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
-    """Test accuracy of each row of ``thetas`` ([N, P]) on ``(x, y)``: shape [N]."""
+    """Test accuracy of each row of ``thetas`` ([N, P]) on ``(x, y)``: shape [N].
+
+    On the CPU the networks run one at a time (``chunk_size=1``) on batches of at most
+    ``CPU_TEST_BATCH`` samples, which keeps the activations in cache (same numbers)."""
     correct = torch.zeros(len(thetas), device=thetas.device)
-    logits_of = vmap(net.logits, in_dims=(0, None))
+    on_cpu = thetas.device.type == "cpu"
+    batch_size = min(batch_size, CPU_TEST_BATCH) if on_cpu else batch_size
+    logits_of = vmap(net.logits, in_dims=(0, None), chunk_size=1 if on_cpu else None)
     with torch.no_grad():
         for start in range(0, len(y), batch_size):
             logits = logits_of(thetas, x[start : start + batch_size])

@@ -4,23 +4,27 @@ evaluation and artefacts. The public entry points are ``run_experiment``,
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
+from . import baselines as B
 from .config import Config, validate
 from .datasets import ArrayDataset, load_dataset
 from .distiller import RealData, distill
 from .errors import UserError
-from .evaluate import Evaluation, evaluate
+from .evaluate import Accuracy, Evaluation, accuracies, evaluate
+from .fulltrain import train_full
 from .functional import FunctionalNet
-from .inits import InitSampler, generator, make_sampler
+from .inits import InitSampler, RandomInit, generator, make_sampler
 from .models import build_model
 from .pool import Architecture, load_pool
-from .rundir import RunDir
+from .rundir import RunDir, atomic_write
 from .synthetic import DistilledData, initial_soft_labels, read_soft_labels, round_robin_labels
 from .viz import save_grid, save_words
 
@@ -192,6 +196,9 @@ def evaluate_run(out: str | Path, models: int | None = None) -> Evaluation:
     config = validate(run.read_config())
     if config.method == "continual":
         raise UserError(f"{run.path} is a continual run: it has no distilled data to evaluate; see its continual.json")
+    if config.method in B.BASELINES:
+        raise UserError(f"{run.path} is a {config.method} baseline; evaluate its training set with --model NAME "
+                        f"(e.g. --model {config.model.name})")
     metrics = run.read_metrics()
     setup = build(config)
     sampler = sampler_of(setup, run.load_checkpoint()["sampler"])
@@ -212,6 +219,8 @@ def summarize_run(out: str | Path) -> str:
         from .continual.run import summarize_continual
 
         return summarize_continual(run, config)
+    if config.method in B.BASELINES:
+        return summarize_baseline(run, config)
     log = run.read_log()
     lines = [
         f"run        {run.path}",
@@ -234,3 +243,239 @@ def summarize_run(out: str | Path) -> str:
     else:
         lines.append("status     unfinished (continue with: distill run -o DIR --resume)")
     return "\n".join(lines)
+
+
+BASELINE_STREAM = 5
+
+
+def run_baseline(config: Config, out: str | Path) -> dict[str, Any]:
+    """Run the baseline ``config.method`` (``distill.baselines``) into the run directory ``out``.
+
+    The training set is split once: ``baseline.search_samples`` (at most a fifth) held-out
+    samples pick the grid cell (and, for ``optimized_real``, the best sets, and for ``knn``
+    k and the distance); the baselines' samples are drawn from the rest. The winner is
+    evaluated on the test set with ``eval.models`` random networks (``init.scheme``; also
+    for fixed-init configs, as in the papers' baseline rows), network ``i`` trained on set
+    ``i mod R``.
+    """
+    run = RunDir(out)
+    if run.metrics.exists() or run.checkpoint.exists():
+        raise UserError(f"{run.path} already holds a run; choose another -o")
+    started = time.perf_counter()
+    run.create()
+    run.write_config(config.model_dump(mode="json"))
+    setup = build(config)
+    split = BaselineSplit.of(setup)
+    metrics: dict[str, Any] = {"method": config.method, "dataset": setup.dataset.name, "model": config.model.name,
+                               "init": "random", "n_distilled": config.synthetic.n}
+    if config.method == "knn":
+        metrics.update(knn_baseline(setup, split))
+    else:
+        metrics.update(training_baseline(setup, split, run))
+    metrics.update(search_samples=len(split.val_y), seconds=round(time.perf_counter() - started, 2), device=str(setup.device))
+    run.write_metrics(metrics)
+    return metrics
+
+
+@dataclass
+class BaselineSplit:
+    """The training set split for a baseline: a pool to draw sets from (CPU) and held-out
+    samples that choose among the settings (on the run's device)."""
+
+    pool_x: torch.Tensor
+    pool_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    per_class: int
+    gen: torch.Generator
+
+    @classmethod
+    def of(cls, setup: Setup) -> "BaselineSplit":
+        config, ds = setup.config, setup.dataset
+        gen = generator(config.seed, BASELINE_STREAM)
+        order = torch.randperm(len(ds.train_y), generator=gen)
+        held = order[: min(config.baseline.search_samples, len(order) // 5)]
+        rest = order[len(held):]
+        device_held = held.to(setup.device)
+        return cls(ds.train_x[rest], ds.train_y[rest], setup.real.train_x[device_held], setup.real.train_y[device_held],
+                   B.per_class(config.synthetic.n, ds.num_classes), gen)
+
+    def random_sets(self, count: int, num_classes: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [B.random_real(self.pool_x, self.pool_y, self.per_class, num_classes, self.gen) for _ in range(count)]
+
+    def kmeans_sets(self, count: int, num_classes: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [B.kmeans_centroids(self.pool_x, self.pool_y, self.per_class, num_classes, seed + r) for r in range(count)]
+
+
+def knn_baseline(setup: Setup, split: BaselineSplit) -> dict[str, Any]:
+    """kNN with ``baseline.sets`` memories: k and the distance chosen on the held-out samples."""
+    opts, ds = setup.config.baseline, setup.dataset
+    if opts.memory == "random_real":
+        sets = split.random_sets(opts.sets, ds.num_classes)
+    else:
+        sets = split.kmeans_sets(opts.sets, ds.num_classes, setup.config.seed)
+    val = (split.val_x.cpu(), split.val_y.cpu())
+    grid = [{"k": k, "distance": d, "val_acc": float(np.mean([B.knn_accuracy(*s, *val, k, d) for s in sets]))} for k, d in B.KNN_GRID]
+    best = max(grid, key=lambda cell: cell["val_acc"])
+    test = torch.tensor([B.knn_accuracy(*s, ds.test_x, ds.test_y, best["k"], best["distance"]) for s in sets])
+    return {"init": None, "steps": None, "epochs": None, "memory": opts.memory, "k": best["k"], "distance": best["distance"],
+            "test_acc": Accuracy.of(test).as_dict(), "sets": len(sets), "grid": grid}
+
+
+def training_baseline(setup: Setup, split: BaselineSplit, run: RunDir) -> dict[str, Any]:
+    """A real training set: the grid cell chosen with search networks on the held-out samples,
+    then ``eval.models`` held-out networks trained with it and tested."""
+    config, ds, net = setup.config, setup.dataset, setup.net
+    opts, steps, batch, method = config.baseline, config.synthetic.steps, config.eval.batch_size, config.method
+    sampler = RandomInit(net, config.init.scheme, config.init.gain, config.seed)
+    search = sampler.sample(opts.search_models, 0).to(setup.device)
+    if method in ("random_real", "optimized_real"):
+        sets = split.random_sets(opts.sets if method == "random_real" else opts.candidates, ds.num_classes)
+    elif method == "kmeans":
+        sets = split.kmeans_sets(opts.sets, ds.num_classes, config.seed)
+    else:
+        sets = [B.average_real(split.pool_x, split.pool_y, split.per_class, ds.num_classes)]
+    learned = learned_lrs(opts.distilled_run, steps) if opts.distilled_run else None
+    cells = B.schedules(steps, opts.lrs, sorted(set(opts.epochs) | {config.synthetic.epochs}), learned)
+    cell, grid = B.grid_search(net, sets, steps, cells, ds.num_classes, search, split.val_x, split.val_y, batch)
+    if method == "optimized_real":
+        scores = [B.pooled_accuracies(net, [s], steps, cell.lrs, ds.num_classes, search, split.val_x, split.val_y, batch).mean().item()
+                  for s in sets]
+        sets = B.best_sets(sets, scores, opts.keep)
+    started = time.perf_counter()
+    thetas = sampler.held_out(config.eval.models).to(setup.device)
+    test = B.pooled_accuracies(net, sets, steps, cell.lrs, ds.num_classes, thetas, setup.real.test_x, setup.real.test_y, batch)
+    eval_seconds = round(time.perf_counter() - started, 2)
+    data = B.training_data(*sets[0], steps, cell.lrs, ds.num_classes)
+    data.save(run.distilled)
+    save_pictures(run, data, ds)
+    return {"steps": steps, "epochs": cell.epochs, "lr": cell.describe()["lr"], "test_acc": Accuracy.of(test).as_dict(),
+            "sets": len(sets), "search_models": opts.search_models, "eval_seconds": eval_seconds, "grid": grid,
+            "lrs": [round(v, 6) for v in data.lrs().tolist()]}
+
+
+def learned_lrs(run_dir: str, steps: int) -> torch.Tensor:
+    """The learned step sizes ``η`` (``lrs`` of its metrics.json) of the finished distillation
+    run in ``run_dir``, for the baselines' grid."""
+    lrs = torch.tensor(RunDir(run_dir).read_metrics()["lrs"])
+    if len(lrs) % steps:
+        raise UserError(f"baseline.distilled_run {run_dir} has {len(lrs)} learning rates, not a whole number of epochs of {steps} steps")
+    return lrs
+
+
+FULL_DATA_STREAM = 6
+
+
+def full_data_key(config: Config) -> str:
+    """The cache key of a full-data result: ``dataset/model/seed``."""
+    return f"{config.dataset.name}/{config.model.name}/{config.seed}"
+
+
+def read_full_data_cache(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise UserError(f"the full-data cache {path} is corrupt ({error}); delete it to start afresh") from None
+
+
+def full_data_accuracy(config: Config) -> dict[str, Any]:
+    """Test accuracy of ``config``'s model trained on the whole training set (``train`` section),
+    from the cache file ``train.cache`` when it holds this dataset/model/seed with the same
+    training settings; otherwise trained now and added to the cache. The network starts from
+    the config's first held-out initialisation (for fixed init: the fixed network)."""
+    settings = {"epochs": config.train.epochs, "lr": config.train.lr, "batch_size": config.train.batch_size,
+                "init": config.init.kind, "scheme": config.init.scheme, "model_options": config.model.options}
+    cache = read_full_data_cache(config.train.cache)
+    key = full_data_key(config)
+    if key in cache and cache[key].get("settings") == settings:
+        return {**cache[key], "cached": True}
+    setup = build(config)
+    started = time.perf_counter()
+    theta0 = sampler_of(setup).held_out(1)[0].to(setup.device)
+    gen = generator(config.seed, FULL_DATA_STREAM)
+    theta = train_full(setup.net, theta0, setup.real.train_x, setup.real.train_y, config.train.epochs, config.train.lr,
+                       config.train.batch_size, gen)
+    acc = accuracies(setup.net, theta[None], setup.real.test_x, setup.real.test_y, config.eval.batch_size).item()
+    entry = {"test_acc": acc, "train_size": len(setup.real.train_y), "settings": settings,
+             "seconds": round(time.perf_counter() - started, 2), "device": str(setup.device)}
+    cache = read_full_data_cache(config.train.cache)
+    cache[key] = entry
+    path = Path(config.train.cache)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(cache, indent=2) + "\n"))
+    return {**entry, "cached": False}
+
+
+TRANSFER_STREAM = 7
+
+
+def evaluate_transfer(out: str | Path, model: str, lr: float | str | None = None, models: int | None = None) -> tuple[Evaluation, Any]:
+    """Train ``models`` random networks of architecture ``model`` on a run's distilled data
+    (cross-architecture evaluation) and record it in metrics.json under ``evaluations``.
+
+    ``lr``: None keeps the learned step sizes; a number trains every step with it; ``"tune"``
+    picks the best constant rate of ``baseline.lrs`` with ``baseline.search_models`` networks
+    on ``baseline.search_samples`` training samples. Returns the evaluation and the rate used."""
+    run = RunDir(out)
+    raw = run.read_config()
+    raw["model"] = {"name": model}
+    config = validate(raw)
+    metrics = run.read_metrics()
+    data = DistilledData.load(run.distilled)
+    setup = build(config)
+    sampler = RandomInit(setup.net, config.init.scheme, config.init.gain, config.seed)
+    if lr == "tune":
+        gen = generator(config.seed, TRANSFER_STREAM)
+        held = torch.randperm(len(setup.real.train_y), generator=gen)[: config.baseline.search_samples].to(setup.device)
+        search = sampler.sample(config.baseline.search_models, 0).to(setup.device)
+        scores = {}
+        for rate in config.baseline.lrs:
+            candidate = B.with_lrs(data, torch.full((len(data.raw_lrs),), rate))
+            scores[rate] = evaluate(setup.net, candidate, search, setup.real.train_x[held], setup.real.train_y[held],
+                                    config.eval.batch_size).test_acc.mean
+        lr = max(scores, key=scores.get)
+    if lr is not None:
+        data = B.with_lrs(data, torch.full((len(data.raw_lrs),), float(lr)))
+    models = models or config.eval.models
+    thetas = sampler.held_out(models).to(setup.device)
+    evaluation = evaluate(setup.net, data, thetas, setup.real.test_x, setup.real.test_y, config.eval.batch_size)
+    metrics.setdefault("evaluations", []).append(
+        {"models": models, "model": model, "lr": "learned" if lr is None else lr,
+         "test_acc": evaluation.test_acc.as_dict(), "before_acc": evaluation.before.as_dict()}
+    )
+    run.write_metrics(metrics)
+    return evaluation, lr
+
+
+def summarize_for_comparison(out: str | Path, cache: str | Path | None = None) -> "RunSummary":
+    """A finished run directory as a ``compare.RunSummary``, with its full-data accuracy
+    when ``cache`` (default: the config's ``train.cache``) holds it. Distillation with learned
+    labels counts as its own method, so that a sweep does not mix hard and soft labels."""
+    from .compare import RunSummary
+
+    run = RunDir(out)
+    config = validate(run.read_config())
+    m = run.read_metrics()
+    full = read_full_data_cache(cache or config.train.cache).get(full_data_key(config), {})
+    acc = m["test_acc"]
+    method = m["method"] + (" (learned labels)" if m["method"] == "distill" and config.synthetic.labels == "learned" else "")
+    return RunSummary(str(out), method, m["dataset"], m["model"], m["n_distilled"], acc["mean"], acc["std"], acc["n"],
+                      full.get("test_acc"), full.get("train_size"))
+
+
+def summarize_baseline(run: RunDir, config: Config) -> str:
+    """``distill show`` for a baseline's run directory."""
+    m = run.read_metrics()
+    acc = m["test_acc"]
+    setting = (f"memory {m['memory']}, k={m['k']}, {m['distance']} distance, {m['sets']} sets" if m["method"] == "knn"
+               else f"lr {m['lr']}, {m['epochs']} epochs of {m['steps']} steps, {m['sets']} sets")
+    return "\n".join([
+        f"run        {run.path}",
+        f"method     {m['method']} baseline: {m['dataset']}, {m['model']}, {m['n_distilled']} samples",
+        f"chosen     {setting} (on {m['search_samples']} held-out training samples)",
+        f"test acc   {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} over {acc['n']} {'sets' if m['method'] == 'knn' else 'networks'}",
+        f"time       {m['seconds']:.0f} s",
+    ])

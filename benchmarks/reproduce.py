@@ -1,0 +1,221 @@
+"""Run the reproduction rows and write benchmarks/results/reproduction.md.
+
+Every row of ``benchmarks/paper_figures.yaml`` names an experiment file, a method
+(``distill`` or a baseline), optional ``--set`` overrides and the paper's figure with its
+source. Each row runs into ``benchmarks/results/runs/<row name>/``; a finished run
+directory already there (``metrics.json`` present, ``config.yaml`` equal to the requested
+config except for ``dataset.root``) is reused instead of run again.
+
+    python benchmarks/reproduce.py --root ../shared/data                        # every row
+    python benchmarks/reproduce.py --root ../shared/data --rows mnist_fixed_100_kmeans trec6_knn
+    python benchmarks/reproduce.py --root ../shared/data --epochs 50 --set outer.decay_epochs=15
+    python benchmarks/reproduce.py --report-only                                # rewrite the report from the run dirs
+
+``--epochs E`` (distillation rows: ``outer.epochs``, with ``outer.decay_epochs`` scaled by
+the same factor unless ``--set`` gives it) or ``--iterations N`` (``outer.epochs`` such that
+the run takes ``N`` iterations) shorten the distillation rows; the report says so per row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from distill.config import load_config, validate  # noqa: E402
+from distill.errors import UserError  # noqa: E402
+from distill.experiment import run_baseline, run_experiment  # noqa: E402
+from distill.rundir import RunDir  # noqa: E402
+
+FIGURES = ROOT / "benchmarks" / "paper_figures.yaml"
+RUNS = ROOT / "benchmarks" / "results" / "runs"
+REPORT = ROOT / "benchmarks" / "results" / "reproduction.md"
+TRAIN_SIZES = {"mnist": 60000, "trec6": 5452, "sst5": 8544}
+
+
+def load_rows(path: Path = FIGURES) -> list[dict]:
+    return yaml.safe_load(path.read_text())["rows"]
+
+
+def requested_config(row: dict, args: argparse.Namespace):
+    """The row's config: its experiment file, the data root, its overrides, then the shortening."""
+    overrides = [f"dataset.root={args.root}", f"method={row.get('method', 'distill')}", *row.get("set", [])]
+    if row.get("method", "distill") == "distill":
+        overrides += shortening(row, args)
+    else:
+        distilled = row.get("distilled_run")
+        if distilled and (RUNS / distilled / "metrics.json").exists():
+            overrides.append(f"baseline.distilled_run={(RUNS / distilled).relative_to(ROOT)}")
+    if args.models:
+        overrides.append(f"eval.models={args.models}")
+    return load_config(ROOT / row["experiment"], overrides + list(args.overrides))
+
+
+def shortening(row: dict, args: argparse.Namespace) -> list[str]:
+    base = load_config(ROOT / row["experiment"])
+    if args.iterations:
+        per_epoch = TRAIN_SIZES[base.dataset.name] // base.outer.batch_size
+        epochs = args.iterations / per_epoch
+    elif args.epochs:
+        epochs = args.epochs
+    else:
+        return []
+    out = [f"outer.epochs={epochs:g}"]
+    if not any(o.startswith("outer.decay_epochs=") for o in args.overrides):
+        out.append(f"outer.decay_epochs={base.outer.decay_epochs * epochs / base.outer.epochs:g}")
+    return out
+
+
+def same_run(run: RunDir, config) -> bool:
+    """A finished run of ``config`` (``dataset.root`` aside) is already in ``run``."""
+    if not run.metrics.exists() or not run.config.exists():
+        return False
+    done = validate(run.read_config()).model_dump()
+    wanted = config.model_dump()
+    done["dataset"]["root"] = wanted["dataset"]["root"]
+    return done == wanted
+
+
+def run_row(row: dict, args: argparse.Namespace) -> str:
+    """Run (or reuse) one row; returns what happened."""
+    config = requested_config(row, args)
+    run = RunDir(RUNS / row["name"])
+    if same_run(run, config):
+        return "reused"
+    if run.path.exists() and any(run.path.iterdir()):
+        return f"skipped: {run.path} holds a different or unfinished run; move it away to run this row"
+    started = time.perf_counter()
+    if config.method == "distill":
+        run_experiment(config, run.path)
+    else:
+        run_baseline(config, run.path)
+    return f"ran in {time.perf_counter() - started:.0f} s"
+
+
+def full_iterations(row: dict) -> int | None:
+    base = load_config(ROOT / row["experiment"])
+    if row.get("method", "distill") != "distill":
+        return None
+    return math.ceil(base.outer.epochs * (TRAIN_SIZES[base.dataset.name] // base.outer.batch_size))
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def report_row(row: dict) -> str:
+    run = RunDir(RUNS / row["name"])
+    method = row.get("method", "distill")
+    paper = row.get("paper") or {}
+    paper_acc, paper_std = paper.get("acc"), paper.get("std")
+    paper_text = "—" if paper_acc is None else f"{paper_acc}" + (f" ± {paper_std}" if paper_std is not None else "")
+    if paper and not paper.get("checked", True):
+        paper_text += " †"
+    if not run.metrics.exists():
+        return f"| {row['name']} | {row['what']} | not run | {paper_text} | — | — | — | — | {paper.get('source', '')} |"
+    m = run.read_metrics()
+    acc = m["test_acc"]
+    ours = 100 * acc["mean"]
+    ours_text = f"{ours:.2f}" + (f" ± {100 * acc['std']:.2f}" if acc["n"] > 1 else "") + f" (n={acc['n']})"
+    diff = "—" if paper_acc is None else f"{ours - paper_acc:+.2f}"
+    if method == "distill":
+        full = full_iterations(row)
+        done = m["iterations"]
+        iterations = f"{done:,}" + ("" if done >= full else f" of {full:,} (shortened)")
+        seconds = m["seconds"] + m.get("eval_seconds", 0)
+    else:
+        seconds = m["seconds"]
+        setting = f"k={m['k']}, {m['distance']}" if method == "knn" else f"lr {m['lr']}, {m['epochs']} ep."
+        iterations = setting
+    source = paper.get("source", "") + (f" ({paper['note']})" if "note" in paper else "")
+    return (f"| {row['name']} | {row['what']} | {ours_text} | {paper_text} | {diff} | {iterations} | "
+            f"{seconds:,.0f} s | {m.get('device', '?')} | {source} |")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def write_report(rows: list[dict], path: Path = REPORT) -> None:
+    lines = [
+        "# Reproduction report",
+        "",
+        "Written by `python benchmarks/reproduce.py` from the run directories in `benchmarks/results/runs/`",
+        "(one per row: `config.yaml`, `metrics.json`, and for distillation `log.csv`). Paper figures and their",
+        "sources are in `benchmarks/paper_figures.yaml`. Test accuracy in %, mean ± std over n networks",
+        "(baselines: random networks; fixed-init distillation: the one network, n=1; kNN: n memory sets).",
+        "The *iterations* column gives the distillation iterations (and the full schedule's when shortened) or,",
+        "for a baseline, the grid cell chosen on held-out training samples. Wall time includes the evaluation.",
+        "",
+        f"Machine of this report: {machine()}; every row ran on this machine type unless its device says otherwise.",
+        "",
+        "| row | what | ours | paper | diff | iterations / chosen | wall time | device | paper source |",
+        "| --- | --- | --: | --: | --: | --- | --: | --- | --- |",
+        *[report_row(row) for row in rows],
+        "",
+        "† quoted from the paper from memory, not checked against the paper's text on this machine (it has no",
+        "network access); see `benchmarks/paper_figures.yaml`.",
+        "",
+        "Notes. Distillation rows are the run directories found in `benchmarks/results/runs/` (rows marked",
+        "*shortened* ran fewer outer iterations than the paper's schedule). Baselines are evaluated as in",
+        "Wang et al. (random networks, the best cell of the learning-rate × epochs grid, which includes the",
+        "distillation run's learned rates when that run is present), except that the cell is chosen with 10",
+        "networks on held-out training samples and only the chosen cell is evaluated with 200 networks on the",
+        "test set. A fixed-init distillation row is one network; its baselines are random networks. Wall times",
+        "were measured on a 2-core machine shared with other jobs (a run got about half a core).",
+        "",
+    ]
+    path.write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", nargs="*", help="row names (default: every row of paper_figures.yaml)")
+    p.add_argument("--experiments", nargs="*", help="only the rows of these experiment files")
+    p.add_argument("--root", default="data", help="dataset.root for every row (on this project's machines: ../shared/data)")
+    short = p.add_mutually_exclusive_group()
+    short.add_argument("--epochs", type=float, help="distillation rows: outer.epochs (decay_epochs scaled alike)")
+    short.add_argument("--iterations", type=int, help="distillation rows: run about this many outer iterations")
+    p.add_argument("--models", type=int, help="eval.models for every row (default: each config's, 200)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="extra override for every row")
+    p.add_argument("--report-only", action="store_true", help="only rewrite the report from the run directories")
+    args = p.parse_args(argv)
+    os.chdir(ROOT)  # the rows' paths (experiments/, --root, distilled runs) are relative to the repository root
+    rows = load_rows()
+    chosen = [r for r in rows if (not args.rows or r["name"] in args.rows)
+              and (not args.experiments or any(Path(e).name == Path(r["experiment"]).name for e in args.experiments))]
+    if args.rows and len(chosen) < len(args.rows):
+        missing = set(args.rows) - {r["name"] for r in chosen}
+        print(f"unknown rows: {', '.join(sorted(missing))}", file=sys.stderr)
+        return 2
+    if not args.report_only:
+        for row in chosen:
+            try:
+                print(f"{row['name']}: {run_row(row, args)}", flush=True)
+            except UserError as error:
+                print(f"{row['name']}: error: {error}", file=sys.stderr, flush=True)
+    write_report(rows)
+    print(f"report: {REPORT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""benchmarks/reproduce.py: reuse of finished run directories, the rows file, and report rows."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from distill.config import load_config
+from distill.rundir import RunDir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "benchmarks" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def finished_run(path: Path, config, acc=0.9, **metrics) -> RunDir:
+    run = RunDir(path)
+    run.create()
+    run.write_config(config.model_dump(mode="json"))
+    run.write_metrics({"method": config.method, "test_acc": {"mean": acc, "std": 0.01, "n": 200}, "seconds": 12.0, **metrics})
+    return run
+
+
+def test_a_finished_run_is_reused_whatever_its_data_root(reproduce, tmp_path):
+    config = load_config(None, ["dataset.root=/somewhere/data"])
+    run = finished_run(tmp_path / "r", config)
+    assert reproduce.same_run(run, load_config(None, ["dataset.root=../shared/data"]))
+    assert not reproduce.same_run(run, load_config(None, ["synthetic.n=20", "synthetic.steps=2"]))
+    run.metrics.unlink()
+    assert not reproduce.same_run(run, config)  # unfinished
+
+
+def test_every_row_names_an_experiment_and_a_known_method(reproduce):
+    rows = reproduce.load_rows()
+    assert len({r["name"] for r in rows}) == len(rows)
+    for row in rows:
+        config = load_config(ROOT / row["experiment"], [f"method={row['method']}", *row.get("set", [])])
+        assert config.method == row["method"]
+        assert "source" in row.get("paper", {"source": ""})
+
+
+def test_report_row_gives_ours_paper_and_difference(reproduce, tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "RUNS", tmp_path)
+    config = load_config(None, ["method=random_real"])
+    finished_run(tmp_path / "b", config, acc=0.667, lr=0.1, epochs=5, device="cpu")
+    row = {"name": "b", "what": "random real", "experiment": "experiments/digits.yaml", "method": "random_real",
+           "paper": {"acc": 68.6, "std": 9.8, "checked": False, "source": "Table 1"}}
+    line = reproduce.report_row(row)
+    assert "| 66.70 ± 1.00 (n=200) | 68.6 ± 9.8 † | -1.90 | lr 0.1, 5 ep. | 12 s | cpu | Table 1 |" in line
+    assert "not run" in reproduce.report_row({**row, "name": "missing"})
