@@ -1,4 +1,4 @@
-"""The command line: ``distill run | eval | show``. Parses arguments and prints; no math."""
+"""The command line: ``distill run | eval | show | pretrain``. Parses arguments and prints; no math."""
 
 from __future__ import annotations
 
@@ -33,6 +33,13 @@ def parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("show", help="print a readable summary of a run directory")
     show.add_argument("run_dir")
+
+    pre = commands.add_parser("pretrain", help="train a pool of networks on a source dataset (for init.kind pretrained_*)")
+    pre.add_argument("config", help="experiment YAML file: its model, init scheme, seed and pretrain section")
+    pre.add_argument("-o", "--out", default=None, help="pool file to write (default: the config's init.pool)")
+    pre.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value, e.g. --set pretrain.networks=10 (repeatable)")
+    pre.add_argument("--resume", action="store_true", help="continue the unfinished pool OUT.partial")
 
     base = commands.add_parser("baseline", help="a baseline of the distilled size (real samples, k-means, averages, kNN) as a run directory")
     base.add_argument("config", help="experiment YAML file (its synthetic.n, steps and model are used)")
@@ -181,6 +188,21 @@ def show_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def pretrain_command(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .pretrain import pretrain
+
+    config = load_config(args.config, args.overrides)
+    out = args.out or config.init.pool
+    if out is None:
+        raise UserError("say where to write the pool: -o POOL, or init.pool in the config")
+    pool = pretrain(config, out, resume=args.resume)
+    acc = pool.test_acc
+    print(f"{len(pool.thetas)} networks pretrained on {pool.source}: source test accuracy "
+          f"{100 * acc.mean():.2f}% ± {100 * acc.std(unbiased=False):.2f}; pool in {out}")
+    return 0
+
+
 def baseline_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -203,7 +225,7 @@ def baseline_command(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": run_command, "eval": eval_command, "show": show_command, "baseline": baseline_command,
-            "train": train_command, "compare": compare_command}
+            "train": train_command, "compare": compare_command, "pretrain": pretrain_command}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -49,9 +49,22 @@ class ModelConfig(BaseModel):
 
 
 class InitConfig(Section):
-    kind: Literal["fixed", "random"] = "fixed"
+    kind: Literal["fixed", "random", "pretrained_fixed", "pretrained_random"] = "fixed"
     scheme: Literal[SCHEMES] = "xavier"  # type: ignore[valid-type]
     gain: float = 1.0
+    pool: str | None = None  # pretrained_*: the pool file written by `distill pretrain`
+    train_networks: PositiveInt | None = None  # pretrained_random: the pool's first N train, the rest are held out
+    network: int = Field(0, ge=0)  # pretrained_fixed: which network of the pool
+
+    @model_validator(mode="after")
+    def _pool_for_pretrained(self) -> "InitConfig":
+        pretrained = self.kind.startswith("pretrained")
+        if pretrained != (self.pool is not None):
+            raise ValueError("init.pool goes with init.kind pretrained_fixed or pretrained_random, and they need a pool")
+        if (self.kind == "pretrained_random") != (self.train_networks is not None):
+            raise ValueError("init.train_networks (the pool's first N networks train, the rest are held out) "
+                             "goes with init.kind: pretrained_random, and it needs one")
+        return self
 
 
 class SyntheticConfig(Section):
@@ -109,6 +122,21 @@ class RunConfig(Section):
     checkpoint_every: PositiveInt = 100
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool = True
+
+
+class PretrainConfig(Section):
+    """``distill pretrain``: ``networks`` networks trained on the source ``dataset`` (the
+    config's own dataset when omitted), ``models_at_once`` at a time with ``vmap``."""
+
+    dataset: DatasetConfig | None = None
+    networks: PositiveInt = 20
+    models_at_once: PositiveInt = 10
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 64
+    optimizer: Literal["sgd", "adam"] = "adam"
+    lr: PositiveFloat = 0.001
+    momentum: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
 
 
 class BaselineConfig(Section):
@@ -193,6 +221,7 @@ class Config(Section):
     outer: OuterConfig = OuterConfig()
     eval: EvalConfig = EvalConfig()
     run: RunConfig = RunConfig()
+    pretrain: PretrainConfig = PretrainConfig()
     baseline: BaselineConfig = BaselineConfig()
     train: FullTrainConfig = FullTrainConfig()
     continual: ContinualConfig | None = None

@@ -23,6 +23,7 @@ from .fulltrain import train_full
 from .functional import FunctionalNet
 from .inits import InitSampler, RandomInit, generator, make_sampler
 from .models import build_model
+from .pool import Architecture, load_pool
 from .rundir import RunDir, atomic_write
 from .synthetic import DistilledData, initial_soft_labels, read_soft_labels, round_robin_labels
 from .viz import save_grid, save_words
@@ -83,7 +84,28 @@ def new_distilled_data(setup: Setup) -> DistilledData:
 
 def sampler_of(setup: Setup, state: dict | None = None) -> InitSampler:
     init = setup.config.init
-    return make_sampler(init.kind, setup.net, init.scheme, init.gain, setup.config.seed, state)
+    pool = pretrained_pool(setup) if init.pool is not None else None
+    return make_sampler(init.kind, setup.net, init.scheme, init.gain, setup.config.seed, state,
+                        pool=pool, train_networks=init.train_networks, network=init.network)
+
+
+def pretrained_pool(setup: Setup) -> torch.Tensor:
+    """The weights of ``init.pool``, checked against this run's model, input shape and classes
+    and against the split the config asks for."""
+    config, ds = setup.config, setup.dataset
+    pool = load_pool(config.init.pool)
+    pool.check(Architecture.of(config.model.name, config.model.options, ds.input_shape, ds.num_classes, setup.net.num_params), config.init.pool)
+    n, init = len(pool.thetas), config.init
+    if init.kind == "pretrained_fixed" and init.network >= n:
+        raise UserError(f"init.network = {init.network}, but the pool {init.pool} holds {n} networks (0 to {n - 1})")
+    if init.kind == "pretrained_random":
+        if init.train_networks >= n:
+            raise UserError(f"init.train_networks = {init.train_networks} leaves no held-out network in the pool {init.pool} "
+                            f"of {n}; use fewer (the rest are held out for evaluation)")
+        if config.outer.models_per_iteration > init.train_networks:
+            raise UserError(f"outer.models_per_iteration = {config.outer.models_per_iteration} is more than the "
+                            f"{init.train_networks} training networks of the pool")
+    return pool.thetas
 
 
 def run_experiment(
@@ -145,6 +167,8 @@ def run_experiment(
         "lrs": [round(v, 6) for v in data.lrs().tolist()],
         "device": str(setup.device),
     }
+    if config.init.pool is not None:
+        metrics["pool"] = config.init.pool
     if earlier_evaluations:
         metrics["evaluations"] = earlier_evaluations
     run.write_metrics(metrics)

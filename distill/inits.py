@@ -4,6 +4,8 @@ A sampler gives the ``K`` initial weight vectors of each outer iteration (``samp
 the weights evaluation trains (``held_out``). ``fixed`` is one vector drawn once and kept
 in the checkpoint; ``random`` draws fresh vectors every iteration from a stream that is a
 pure function of ``(seed, iteration)``, so a resumed run sees the same draws.
+``pretrained_fixed`` is one network of a pretrained pool (:mod:`distill.pool`);
+``pretrained_random`` samples the pool's training networks and evaluates on its held-out ones.
 """
 
 from __future__ import annotations
@@ -128,10 +130,48 @@ class RandomInit:
         return {}
 
 
-def make_sampler(kind: str, net: FunctionalNet, scheme: str, gain: float, seed: int, state: dict | None = None) -> InitSampler:
-    """The sampler for ``init.kind``; ``state`` restores a checkpointed one."""
-    if kind == "fixed":
-        return FixedInit(net, scheme, gain, seed, theta=(state or {}).get("theta"))
+class PoolInit:
+    """``θ₀`` uniform over the training networks of a pretrained pool: every iteration draws
+    ``K`` of them without replacement (stream ``(seed, iteration)``); evaluation uses the
+    held-out networks, which training never sees."""
+
+    def __init__(self, train: Tensor, held: Tensor, seed: int) -> None:
+        if not len(train) or not len(held):
+            raise ValueError(f"a pool split needs training and held-out networks, got {len(train)} and {len(held)}")
+        self.train, self.held, self.seed = train, held, seed
+
+    def sample(self, k: int, iteration: int) -> Tensor:
+        order = torch.randperm(len(self.train), generator=generator(self.seed, TRAIN_STREAM, iteration))
+        return self.train[order[:k]]
+
+    def held_out(self, n: int) -> Tensor:
+        return self.held[:n]
+
+    def state_dict(self) -> dict:
+        return {}
+
+
+def make_sampler(
+    kind: str,
+    net: FunctionalNet,
+    scheme: str,
+    gain: float,
+    seed: int,
+    state: dict | None = None,
+    pool: Tensor | None = None,
+    train_networks: int | None = None,
+    network: int = 0,
+) -> InitSampler:
+    """The sampler for ``init.kind``; ``state`` restores a checkpointed one. ``pretrained_fixed``
+    is network ``network`` of ``pool`` ([N, P]); ``pretrained_random`` trains on the pool's
+    first ``train_networks`` rows and holds out the rest."""
+    if kind in ("fixed", "pretrained_fixed"):
+        theta = (state or {}).get("theta")
+        if theta is None and kind == "pretrained_fixed":
+            theta = pool[network].clone()
+        return FixedInit(net, scheme, gain, seed, theta=theta)
     if kind == "random":
         return RandomInit(net, scheme, gain, seed)
+    if kind == "pretrained_random":
+        return PoolInit(pool[:train_networks], pool[train_networks:], seed)
     raise ValueError(f"unknown init kind {kind!r}")

@@ -60,3 +60,19 @@ def test_divergence_exits_1(tmp_path, capsys):
 def test_console_entry_point_runs_as_module():
     result = subprocess.run([sys.executable, "-m", "distill", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "run" in result.stdout
+
+
+def test_pretrain_then_adapt_and_a_mismatched_pool_exits_2(tmp_path, capsys):
+    config = tmp_path / "adapt.yaml"
+    config.write_text(
+        "model: {name: mlp, hidden: [8]}\n"
+        f"init: {{kind: pretrained_random, pool: {tmp_path / 'pool.pt'}, train_networks: 2}}\n"
+        "pretrain: {dataset: {name: digits, resize: 6}, networks: 3, epochs: 1, lr: 0.01}\n"
+    )
+    assert main(["pretrain", str(config), *sets("run.progress=false")]) == 0
+    assert "3 networks pretrained on digits" in capsys.readouterr().out
+    assert main(["pretrain", str(config)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    code = main(["run", str(config), "-o", str(tmp_path / "run"), *sets(*QUICK[2:], "model.hidden=[8]")])
+    err = capsys.readouterr().err
+    assert code == 2 and "on 1x6x6 inputs" in err and "on 1x8x8 inputs" in err and "Traceback" not in err

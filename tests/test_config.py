@@ -72,3 +72,18 @@ def test_malformed_override_and_missing_file(tmp_path):
 def test_file_label_init_needs_a_file():
     with pytest.raises(UserError, match="needs a label_file"):
         load_config(None, ["synthetic.labels=learned", "synthetic.label_init=file"])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["init.kind=pretrained_random", "init.train_networks=3"], "need a pool"),
+        (["init.kind=pretrained_random", "init.pool=p.pt"], "train_networks"),
+        (["init.pool=p.pt"], "init.pool goes with"),
+        (["init.kind=pretrained_fixed", "init.pool=p.pt", "init.train_networks=3"], "train_networks"),
+        (["pretrain.optimizer=rmsprop"], "pretrain.optimizer"),
+    ],
+)
+def test_pretrained_init_options_must_fit_together(overrides, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, overrides)

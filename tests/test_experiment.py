@@ -135,3 +135,93 @@ def test_learned_soft_labels_with_fewer_samples_than_classes(quick_config, tmp_p
     assert torch.equal(reread.x.flatten(), fresh.flatten()), "freeze_data must leave the data as initialised"
     assert not torch.allclose(reread.labels, data.labels, atol=1e-4), "labels keep learning from the file's values"
     assert torch.allclose(reread.labels, data.labels, atol=0.2)
+
+
+@pytest.fixture(scope="module")
+def digits_pool(tmp_path_factory):
+    """Five MLPs (the quick config's model) pretrained on digits for one epoch."""
+    from distill.config import load_config
+    from distill.pretrain import pretrain
+
+    path = tmp_path_factory.mktemp("pool") / "pool.pt"
+    config = load_config(None, ["model.name=mlp", "model.hidden=[32]", "pretrain.networks=5", "pretrain.models_at_once=5",
+                                "pretrain.epochs=1", "pretrain.batch_size=128", "pretrain.lr=0.01", "run.progress=false"])
+    return path, pretrain(config, path)
+
+
+def test_pretrained_random_trains_on_the_pool_and_evaluates_its_held_out_networks(quick_config, tmp_path, digits_pool, monkeypatch):
+    path, pool = digits_pool
+    config = quick_config("init.kind=pretrained_random", f"init.pool={path}", "init.train_networks=3",
+                          "outer.models_per_iteration=2", "eval.models=10")
+    drawn = []
+
+    def spy(net, theta0, *args, **kwargs):
+        drawn.append(theta0.clone())
+        return hypergradient(net, theta0, *args, **kwargs)
+
+    monkeypatch.setattr(distiller, "hypergradient", spy)
+    metrics = run_experiment(config, tmp_path)
+    assert len(drawn) == 6
+    assert all(any(torch.equal(row, t) for t in pool.thetas[:3]) for theta0 in drawn for row in theta0)
+    assert metrics["test_acc"]["n"] == 2 and metrics["pool"] == str(path)
+    # before training: the two held-out networks' own accuracy on the (here same) digits test split
+    from distill.datasets import load_dataset
+    from distill.evaluate import accuracies
+    from distill.functional import FunctionalNet
+    from distill.models import build_model
+
+    data = load_dataset("digits")
+    net = FunctionalNet.of(build_model("mlp", (1, 8, 8), 10, hidden=[32]))
+    expected = accuracies(net, pool.thetas[3:], data.test_x, data.test_y, 2048)
+    assert metrics["before_acc"]["mean"] == pytest.approx(expected.mean().item())
+    assert metrics["before_acc"]["mean"] == pytest.approx(pool.test_acc[3:].mean().item())
+    again = evaluate_run(tmp_path, models=1)  # distill eval: the first held-out network only
+    assert again.before.n == 1 and again.before.mean == pytest.approx(expected[0].item())
+
+
+def test_a_pool_for_another_model_is_rejected_naming_both(quick_config, tmp_path, digits_pool):
+    path, _ = digits_pool
+    config = quick_config("model.hidden=[16]", "init.kind=pretrained_random", f"init.pool={path}", "init.train_networks=3")
+    with pytest.raises(UserError, match=r"holds mlp\(hidden=\[32\]\) for 10 classes.*this run builds mlp\(hidden=\[16\]\)"):
+        run_experiment(config, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["init.train_networks=5"], "leaves no held-out network"),
+        (["init.train_networks=2", "outer.models_per_iteration=3"], "more than the 2 training networks"),
+    ],
+)
+def test_impossible_pool_splits(quick_config, tmp_path, digits_pool, overrides, message):
+    path, _ = digits_pool
+    config = quick_config("init.kind=pretrained_random", f"init.pool={path}", *overrides)
+    with pytest.raises(UserError, match=message):
+        run_experiment(config, tmp_path)
+
+
+def test_pretrained_fixed_network_out_of_range(quick_config, tmp_path, digits_pool):
+    path, _ = digits_pool
+    with pytest.raises(UserError, match="init.network = 7, but the pool .* holds 5 networks"):
+        run_experiment(quick_config("init.kind=pretrained_fixed", f"init.pool={path}", "init.network=7"), tmp_path)
+
+
+def test_pretrained_fixed_starts_from_the_chosen_pool_network(quick_config, tmp_path, digits_pool):
+    path, pool = digits_pool
+    metrics = run_experiment(quick_config("init.kind=pretrained_fixed", f"init.pool={path}", "init.network=4"), tmp_path)
+    assert metrics["test_acc"]["n"] == 1
+    assert metrics["before_acc"]["mean"] == pytest.approx(pool.test_acc[4].item())
+    assert torch.equal(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["sampler"]["theta"], pool.thetas[4])
+
+
+@pytest.mark.parametrize("norm", ["group", "batch"])
+def test_resnet18_distills_and_evaluates_end_to_end(quick_config, tmp_path, norm):
+    """A narrow resnet18 through a whole run (the held-out evaluation vmaps it without autograd)."""
+    from conftest import QUICK
+    from distill.config import load_config
+
+    config = load_config(None, [o for o in QUICK if not o.startswith("model.")] + [
+        "model.name=resnet18", "model.width=4", "model.groups=2", f"model.norm={norm}",
+        "init.kind=random", "outer.epochs=2", "eval.models=2"])
+    metrics = run_experiment(config, tmp_path)
+    assert metrics["test_acc"]["n"] == 2 and metrics["iterations"] == 2

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from distill.functional import FunctionalNet
-from distill.inits import SCHEMES, FixedInit, RandomInit, init_weights, generator
+from distill.inits import SCHEMES, FixedInit, RandomInit, generator, init_weights, make_sampler
 from distill.models import build_model
 
 
@@ -66,3 +66,22 @@ def test_draws_are_made_on_the_cpu_whatever_device_the_model_is_on():
     expected = init_weights(FunctionalNet.of(module), "xavier", 1.0, generator(0))
     on_meta = init_weights(FunctionalNet.of(module.to("meta")), "xavier", 1.0, generator(0))
     assert on_meta.device.type == "cpu" and torch.equal(on_meta, expected)
+
+
+def test_pool_init_samples_training_networks_and_holds_out_the_rest():
+    pool = torch.arange(10.0)[:, None].repeat(1, 3)  # row i is network i
+    sampler = make_sampler("pretrained_random", None, "xavier", 1.0, seed=0, pool=pool, train_networks=7)
+    draws = [sampler.sample(4, i) for i in range(30)]
+    assert torch.equal(draws[5], sampler.sample(4, 5))
+    ids = [set(d[:, 0].long().tolist()) for d in draws]
+    assert all(len(s) == 4 and s <= set(range(7)) for s in ids)  # without replacement, training part only
+    assert set().union(*ids) == set(range(7))
+    assert sampler.held_out(100)[:, 0].tolist() == [7, 8, 9] and sampler.held_out(2)[:, 0].tolist() == [7, 8]
+
+
+def test_pretrained_fixed_is_one_pool_network_kept_in_the_checkpoint(net):
+    pool = torch.randn(3, net.num_params)
+    sampler = make_sampler("pretrained_fixed", net, "xavier", 1.0, seed=0, pool=pool, network=2)
+    assert torch.equal(sampler.sample(4, 0), pool[2][None]) and torch.equal(sampler.held_out(9), pool[2][None])
+    restored = make_sampler("pretrained_fixed", net, "xavier", 1.0, seed=0, state=sampler.state_dict(), pool=pool, network=0)
+    assert torch.equal(restored.theta, pool[2])

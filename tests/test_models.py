@@ -18,6 +18,8 @@ SPECS = [
     ("convnet", {"norm": "instance"}),
     ("convnet", {"norm": "batch"}),
     ("mlp", {}),
+    ("resnet18", {"width": 4, "norm": "group", "groups": 2}),
+    ("resnet18", {"width": 4, "norm": "batch"}),
 ]
 SPEC_IDS = [f"{name}-{options.get('norm', '')}".rstrip("-") for name, options in SPECS]
 K = 3
@@ -170,4 +172,39 @@ def test_bad_input_shape_or_class_count_is_a_user_error():
 def test_model_options_lists_defaults():
     assert model_options("convnet") == {"width": 128, "depth": 3, "norm": "instance"}
     assert model_options("lenet") == {}
-    assert set(MODELS) == {"lenet", "alexcifarnet", "convnet", "mlp", "textcnn", "textlstm"}
+    assert set(MODELS) == {"lenet", "alexcifarnet", "convnet", "mlp", "textcnn", "textlstm", "resnet18"}
+    assert model_options("resnet18") == {"width": 64, "norm": "group", "groups": 32}
+
+
+def test_resnet18_is_the_standard_cifar_network():
+    """11,173,962 parameters for 10 classes: torchvision's resnet18 with a 3x3 stem and no max-pool."""
+    model = build_model("resnet18", (3, 32, 32), 10)
+    assert sum(p.numel() for p in model.parameters()) == 11_173_962
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]  # GroupNorm2d is one
+    assert {(m.num_groups, m.num_channels) for m in norms} == {(32, 64), (32, 128), (32, 256), (32, 512)}
+    narrow = build_model("resnet18", (3, 32, 32), 10, width=20)
+    assert {(m.num_groups, m.num_channels) for m in narrow.modules() if isinstance(m, torch.nn.GroupNorm)} == {
+        (4, 20), (8, 40), (16, 80), (32, 160)}
+
+
+def test_group_norm_equals_torch_and_its_double_backward_is_exact():
+    """GroupNorm2d against F.group_norm, its second derivative against finite differences in float64,
+    and under vmap without autograd."""
+    from distill.models.layers import GroupNorm2d
+
+    torch.manual_seed(0)
+    norm = GroupNorm2d(4, 8).double()
+    x = torch.randn(2, 8, 3, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    as_function = lambda x, w, b: functional_call(norm, {"weight": w, "bias": b}, (x,))  # noqa: E731
+    torch.testing.assert_close(as_function(x, w, b), F.group_norm(x, 4, w, b))
+    assert torch.autograd.gradgradcheck(as_function, (x, w, b))
+    with torch.no_grad():
+        batched = vmap(as_function, in_dims=(None, 0, 0))(x, w.detach()[None].repeat(3, 1), b.detach()[None].repeat(3, 1))
+    torch.testing.assert_close(batched[1], F.group_norm(x, 4, w, b).detach())
+
+
+def test_resnet18_bad_norm():
+    with pytest.raises(UserError, match="unknown resnet18 norm 'layer'"):
+        build_model("resnet18", (3, 32, 32), 10, norm="layer")

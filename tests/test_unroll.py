@@ -91,16 +91,27 @@ def test_backgradient_to_learned_soft_labels(mode):
 
 
 @pytest.mark.parametrize("mode", ["stored", "recompute"])
-def test_backgradient_with_batchnorm_in_the_unroll(mode):
+@pytest.mark.parametrize(
+    "model_name, options, shape",
+    [
+        ("convnet", {"width": 8, "depth": 2, "norm": "batch"}, SHAPE),
+        # 16x16: on 8x8 the last stage's batch norm sees 1x1 maps of 4 samples, so ill-conditioned
+        # that gradients reach 1e8 and float64 round-off alone differs by 1e-4
+        ("resnet18", {"width": 2, "norm": "batch"}, (1, 16, 16)),
+        ("resnet18", {"width": 2, "norm": "group", "groups": 2}, SHAPE),
+    ],
+    ids=["convnet-batch", "resnet18-batch", "resnet18-group"],
+)
+def test_backgradient_with_normalisation_in_the_unroll(model_name, options, shape, mode):
     torch.manual_seed(0)
-    module = build_model("convnet", SHAPE, CLASSES, width=8, depth=2, norm="batch").double()
+    module = build_model(model_name, shape, CLASSES, **options).double()
     net = FunctionalNet.of(module)
     theta0 = net.flatten(dict(module.named_parameters())).detach()[None].repeat(2, 1)
     theta0 = theta0 + 0.01 * torch.randn_like(theta0)
-    x = torch.randn(3, 4, *SHAPE, dtype=torch.float64)
+    x = torch.randn(3, 4, *shape, dtype=torch.float64)
     labels = torch.randint(CLASSES, (3, 4))
     lrs = torch.full((6,), 0.1, dtype=torch.float64)
-    real_x, real_y = torch.randn(8, *SHAPE, dtype=torch.float64), torch.randint(CLASSES, (8,))
+    real_x, real_y = torch.randn(8, *shape, dtype=torch.float64), torch.randint(CLASSES, (8,))
     ours = hypergradient(net, theta0, x, labels, lrs, real_x, real_y, mode=mode)
     _, (d_x, d_lrs) = reference_gradients(module, theta0, x, labels, lrs, real_x, real_y, False)
     assert relative_error(ours.x, d_x) < 1e-6

@@ -6,8 +6,9 @@
 
 ``DATASETS`` maps each name to a loader ``(root, download, **options) -> ArrayDataset``; the
 file formats themselves are read in :mod:`distill.datasets.images` and
-:mod:`distill.datasets.text`. Only text datasets take options (GloVe file, ``embed_dim``,
-``max_len``, ``max_vocab``, ...: :class:`~distill.datasets.text.TextOptions`).
+:mod:`distill.datasets.text`. Text datasets take options (GloVe file, ``embed_dim``,
+``max_len``, ``max_vocab``, ...: :class:`~distill.datasets.text.TextOptions`); image
+datasets take ``resize`` and ``channels`` (:mod:`distill.datasets.reshape`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from distill.datasets import images, text
+from distill.datasets.reshape import reshape_images
 from distill.errors import UserError, unknown
 
 __all__ = ["DATASETS", "ArrayDataset", "load_dataset"]
@@ -85,11 +87,21 @@ def from_images(name: str, arrays: images.ImageArrays) -> ArrayDataset:
     )
 
 
+IMAGE_OPTIONS = ("resize", "channels")
+
+
 def load_images(name: str, root: Path, download: bool, **options: object) -> ArrayDataset:
-    """Read image dataset ``name`` with its reader and normalise it; image datasets take no options."""
-    if options:
-        raise UserError(f"dataset '{name}' takes no options, got: {', '.join(sorted(options))}")
-    return from_images(name, images.READERS[name](root, download))
+    """Read image dataset ``name`` with its reader and normalise it.
+
+    Options: ``resize`` (a side, or [height, width]) and ``channels``, applied to the
+    pixels once before normalisation (:mod:`distill.datasets.reshape`).
+    """
+    unknown_options = sorted(set(options) - set(IMAGE_OPTIONS))
+    if unknown_options:
+        raise UserError(
+            f"image dataset '{name}' takes only the options {', '.join(IMAGE_OPTIONS)}; got: {', '.join(unknown_options)}"
+        )
+    return from_images(name, reshape_images(images.READERS[name](root, download), **options))
 
 
 def load_text(name: str, root: Path, download: bool, **options: object) -> ArrayDataset:
@@ -122,7 +134,8 @@ def load_dataset(name: str, root: str | Path = "data", download: bool = False, *
     With ``download=True`` missing files are fetched (and checksum-verified where a checksum
     is known) first; without, a missing dataset is a UserError naming the path it looked for.
     ``options`` go to text datasets, e.g. ``load_dataset("trec6", glove="glove/glove.6B.50d.txt",
-    embed_dim=50, max_len=400, max_vocab=None)``; image datasets reject them.
+    embed_dim=50, max_len=400, max_vocab=None)``; image datasets take
+    ``resize`` and ``channels`` only, e.g. ``load_dataset("digits", resize=28)``.
     """
     if name not in DATASETS:
         raise unknown("dataset", name, DATASETS)

@@ -21,6 +21,7 @@ from distill.models.alexnet import AlexCifarNet
 from distill.models.convnet import ConvNet
 from distill.models.lenet import LeNet
 from distill.models.mlp import MLP
+from distill.models.resnet import ResNet18
 from distill.models.text import TextCNN, TextLSTM
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -30,6 +31,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "mlp": MLP,
     "textcnn": TextCNN,
     "textlstm": TextLSTM,
+    "resnet18": ResNet18,
 }
 
 
@@ -62,4 +64,4 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, **optio
     return MODELS[name](shape, num_classes, **options)
 
 
-__all__ = ["MODELS", "AlexCifarNet", "ConvNet", "LeNet", "MLP", "TextCNN", "TextLSTM", "build_model", "model_options"]
+__all__ = ["MODELS", "AlexCifarNet", "ConvNet", "LeNet", "MLP", "ResNet18", "TextCNN", "TextLSTM", "build_model", "model_options"]
