@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from distill.evaluate import Accuracy, accuracies, evaluate
@@ -15,6 +16,18 @@ def test_accuracies_match_a_loop_over_models():
     expected = torch.stack([(net.logits(t, x).argmax(-1) == y).float().mean() for t in thetas])
     assert torch.allclose(accuracies(net, thetas, x, y, batch_size=7), expected)
 
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch", "none"])
+def test_accuracies_of_normalised_convnets_match_a_loop(norm):
+    torch.manual_seed(0)
+    net = FunctionalNet.of(build_model("convnet", (1, 8, 8), 3, width=4, depth=2, norm=norm))
+    thetas = torch.randn(net.num_params).expand(3, -1)  # as a fixed initialisation's held-out networks
+    x = torch.randn(20, 8, 8, 1).permute(0, 3, 1, 2)  # strides (64, 1, 8, 1), as the digits loader makes them
+    y = torch.randint(3, (20,))
+    with torch.no_grad():
+        expected = torch.stack([(net.logits(t, x).argmax(-1) == y).float().mean() for t in thetas])
+    assert torch.allclose(accuracies(net, thetas, x, y, batch_size=20), expected)
 
 def test_train_follows_the_steps_and_their_own_learning_rates():
     """θ_{t+1} = θ_t − η_t ∇ℓ(x_{t mod S}; θ_t), by plain autograd on one model at a time."""

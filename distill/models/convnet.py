@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from distill.errors import UserError, unknown
-from distill.models.layers import BatchStatNorm2d
+from distill.models.layers import BatchStatNorm2d, GroupNorm2d
 
 NORMS = ("none", "instance", "batch")
 
@@ -14,7 +14,7 @@ NORMS = ("none", "instance", "batch")
 def norm_layer(norm: str, width: int) -> nn.Module:
     """Instance norm as GroupNorm with one channel per group (as Zhao et al.), or batch norm on batch statistics."""
     if norm == "instance":
-        return nn.GroupNorm(width, width, affine=True)
+        return GroupNorm2d(width, width)
     if norm == "batch":
         return BatchStatNorm2d(width)
     return nn.Identity()

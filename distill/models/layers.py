@@ -33,10 +33,10 @@ class GroupNorm2d(nn.GroupNorm):
 
         y = (x − μ_g) / √(σ²_g + ε) · γ + β,   μ_g, σ²_g over (channels of group g, H, W) per sample (biased σ²)
 
-    With ``F.group_norm``, evaluating a vmapped resnet18 (``evaluate.accuracies``: vmap over
-    weight vectors, no autograd) failed in torch 2.13 with "NYI: querying is_contiguous inside
-    of vmap" (small isolated cases pass; the trigger was not narrowed down); elementary ops
-    work under every transform.
+    Under ``vmap`` over weight vectors, ``F.group_norm`` fails in torch 2.13 with "NYI:
+    querying is_contiguous inside of vmap" when the input batch has channels-last strides
+    (e.g. one-channel images whose channel stride is 1, as the digits loader makes them);
+    elementary ops work under every transform. ConvNet's instance norm uses it too.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
