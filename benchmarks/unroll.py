@@ -13,13 +13,13 @@ vectors; an outer loss on a batch of 1,024 random real inputs. For every ``(T, K
   outer loss of ``θ_T`` on the real batch (in the same micro-batches as ``hypergradient``), with
   no gradient to the synthetic data (the floor an outer iteration is compared with).
 
-How. Every measurement runs in a fresh subprocess (the script re-invokes itself with
-``--one T K MODE`` and reads one JSON line back), so no measurement inherits another's
-allocator state. The subprocess builds the problem, warms up with a one-step unroll of
-the same K and mode (loads kernels, sizes allocator pools), then runs the measured call:
+How. Every measurement runs in a fresh subprocess (the script re-invokes itself and reads
+one JSON line back), so no measurement inherits another's allocator state.
 
-* Peak memory. CPU: the growth of the resident set during the call, ``VmHWM − VmRSS``
-  from ``/proc/self/status``, where ``VmRSS`` is read just before the call and the
+* Peak memory (``--one T K MODE``): the subprocess builds the problem, warms up with a
+  one-step unroll of the same K and mode (loads kernels, sizes allocator pools), then
+  measures one full call. CPU: the growth of the resident set during the call, ``VmHWM −
+  VmRSS`` from ``/proc/self/status``, where ``VmRSS`` is read just before the call and the
   high-water mark ``VmHWM`` is reset to the current RSS first (``echo 5 >
   /proc/self/clear_refs``; the kernel tracks it exactly, so short peaks a sampling thread
   would miss are caught). Before the reset the warm-up's garbage is collected and glibc is
@@ -28,9 +28,12 @@ the same K and mode (loads kernels, sizes allocator pools), then runs the measur
   lifetime peak, which the small warm-up does not reach. CUDA (``--device cuda``):
   ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus the bytes
   allocated before the call (tensors only, not the caching allocator's reserve).
-* Time. That first full call is a second warm-up; then the call is repeated as many
-  times as fit in about 20 s (1 to 5) and the median wall time is reported, in seconds
-  per outer iteration (CUDA: synchronised before reading the clock).
+* Time (``--time T K``): one subprocess per ``(T, K)`` times all four modes on the same
+  problem, round-robin: a warm-up round, then as many rounds as fit in about 20 s per
+  mode (1 to 5); the median wall time of each mode is reported, in seconds per outer
+  iteration (CUDA: synchronised before reading the clock). The ratios compare modes
+  measured side by side in one process: on a shared virtual machine, separate processes
+  running the same work differed by up to 20%, which is as large as the effects measured.
 
 Goals checked at the end: (1) vmap at K=16 takes at most 0.5× the loop's time, at each T;
 (2) recompute's peak memory at T=300 is at most 0.25× stored's, at each K; (3) a full
@@ -45,7 +48,8 @@ Usage::
 
     python benchmarks/unroll.py            # T ∈ {10, 30, 100, 300}, K ∈ {1, 4, 16}
     python benchmarks/unroll.py --quick    # T ∈ {10, 30}, K ∈ {1, 4}: a smoke test
-    python benchmarks/unroll.py --one 300 16 stored   # one measurement, JSON on stdout
+    python benchmarks/unroll.py --one 300 16 stored   # one memory measurement, JSON on stdout
+    python benchmarks/unroll.py --time 300 16         # the four modes' times, JSON on stdout
 
 The full run writes ``benchmarks/results/unroll.{md,json}``; ``--quick`` writes
 ``unroll_quick.{md,json}`` so that it never overwrites the full table.
@@ -56,6 +60,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import dataclasses
+import functools
 import gc
 import json
 import os
@@ -217,8 +222,8 @@ def timed(call: Callable[[], object], device: str) -> float:
     return time.perf_counter() - start
 
 
-def measure(steps: int, k: int, mode: str, device: str) -> dict:
-    """Peak memory of one call and the median time of the repeats after it (see the module docstring)."""
+def measure_memory(steps: int, k: int, mode: str, device: str) -> dict:
+    """Peak memory of one call after a one-step warm-up (see the module docstring)."""
     problem = make_problem(steps, k, device)
     work = WORKLOADS[mode]
     work(dataclasses.replace(problem, lrs=problem.lrs[:1]))
@@ -227,55 +232,66 @@ def measure(steps: int, k: int, mode: str, device: str) -> dict:
     before = memory_in_use(device)
     first_s = timed(lambda: work(problem), device)
     peak = peak_memory(device) - before
-    repeats = max(1, min(MAX_REPEATS, int(TIME_BUDGET_S / first_s)))
-    times = [timed(lambda: work(problem), device) for _ in range(repeats)]
     return {
-        "T": steps,
-        "K": k,
-        "mode": mode,
-        "seconds": statistics.median(times),
-        "times": times,
-        "first_call_s": first_s,
-        "peak_mib": peak / MIB,
-        "baseline_mib": before / MIB,
-        "threads": torch.get_num_threads(),
+        "T": steps, "K": k, "mode": mode, "peak_mib": peak / MIB, "baseline_mib": before / MIB,
+        "first_call_s": first_s, "threads": torch.get_num_threads(),
+    }
+
+
+def measure_times(steps: int, k: int, device: str) -> dict:
+    """Every mode's wall seconds per outer iteration, timed round-robin on one problem."""
+    problem = make_problem(steps, k, device)
+    calls = {mode: functools.partial(WORKLOADS[mode], problem) for mode in MODES}
+    warm_up = {mode: timed(calls[mode], device) for mode in MODES}
+    rounds = max(1, min(MAX_REPEATS, int(TIME_BUDGET_S * len(MODES) / sum(warm_up.values()))))
+    times: dict[str, list[float]] = {mode: [] for mode in MODES}
+    for _ in range(rounds):
+        for mode in MODES:
+            times[mode].append(timed(calls[mode], device))
+    return {
+        "T": steps, "K": k, "seconds": {mode: statistics.median(t) for mode, t in times.items()},
+        "times": times, "warm_up_s": warm_up, "threads": torch.get_num_threads(),
     }
 
 
 # --- running the grid --------------------------------------------------------------
 
 
-def run_in_subprocess(steps: int, k: int, mode: str, args: argparse.Namespace) -> dict:
-    """``measure`` in a fresh interpreter; a failure (e.g. killed for memory) becomes ``{"error": ...}``."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--one", str(steps), str(k), mode, "--device", args.device]
+def run_in_subprocess(what: list[str], args: argparse.Namespace) -> dict:
+    """This script with ``what`` (``--one T K MODE`` or ``--time T K``) in a fresh
+    interpreter; a failure (e.g. killed for memory) becomes ``{"error": ...}``."""
+    command = [sys.executable, str(Path(__file__).resolve()), *what, "--device", args.device]
     if args.threads:
         command += ["--threads", str(args.threads)]
     proc = subprocess.run(command, capture_output=True, text=True)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         reason = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        return {"T": steps, "K": k, "mode": mode, "error": reason}
+        return {"error": reason}
     return json.loads(lines[-1])
 
 
-def describe(m: dict) -> str:
-    if "error" in m:
-        return f"T={m['T']:<3} K={m['K']:<2} {m['mode']:<9}  FAILED: {m['error']}"
-    return (
-        f"T={m['T']:<3} K={m['K']:<2} {m['mode']:<9} {m['seconds']:9.4f} s/it"
-        f"  peak {m['peak_mib']:8.1f} MiB  ({len(m['times'])} repeats)"
-    )
+def describe(steps: int, k: int, memories: dict[str, dict], times: dict) -> str:
+    lines = []
+    for mode in MODES:
+        seconds = times.get("seconds", {}).get(mode)
+        time_text = f"{seconds:9.4f} s/it" if seconds is not None else f"time FAILED: {times.get('error')}"
+        m = memories[mode]
+        memory_text = f"peak {m['peak_mib']:8.1f} MiB" if "peak_mib" in m else f"memory FAILED: {m['error']}"
+        lines.append(f"T={steps:<3} K={k:<2} {mode:<9} {time_text}  {memory_text}")
+    return "\n".join(lines)
 
 
 def run_grid(ts: tuple[int, ...], ks: tuple[int, ...], args: argparse.Namespace) -> list[dict]:
-    measurements = []
+    """One record per (T, K): every mode's peak memory (a subprocess each) and time (one subprocess)."""
+    records = []
     for steps in ts:
         for k in ks:
-            for mode in MODES:
-                m = run_in_subprocess(steps, k, mode, args)
-                print(describe(m), flush=True)
-                measurements.append(m)
-    return measurements
+            memories = {mode: run_in_subprocess(["--one", str(steps), str(k), mode], args) for mode in MODES}
+            times = run_in_subprocess(["--time", str(steps), str(k)], args)
+            print(describe(steps, k, memories, times), flush=True)
+            records.append({"T": steps, "K": k, "memory": memories, "time": times})
+    return records
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -285,17 +301,16 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 RATIOS = ("vmap_over_loop_time", "recompute_over_stored_memory", "stored_over_forward_time", "recompute_over_forward_time")
 
 
-def table_rows(measurements: list[dict]) -> list[dict]:
+def table_rows(records: list[dict]) -> list[dict]:
     """One row per (T, K) with the four modes' times and memories and their ratios."""
-    by_key = {(m["T"], m["K"], m["mode"]): m for m in measurements}
     rows = []
-    for steps, k in dict.fromkeys((m["T"], m["K"]) for m in measurements):
-        sec = {mode: by_key[steps, k, mode].get("seconds") for mode in MODES}
-        mib = {mode: by_key[steps, k, mode].get("peak_mib") for mode in MODES}
+    for record in records:
+        sec = {mode: record["time"].get("seconds", {}).get(mode) for mode in MODES}
+        mib = {mode: record["memory"][mode].get("peak_mib") for mode in MODES}
         rows.append(
             {
-                "T": steps,
-                "K": k,
+                "T": record["T"],
+                "K": record["K"],
                 "seconds": sec,
                 "peak_mib": mib,
                 "vmap_over_loop_time": _ratio(sec["stored"], sec["loop"]),
@@ -385,7 +400,8 @@ def markdown(info: dict, rows: list[dict], goals: list[dict]) -> str:
         f"load {info['load_average_at_start'][0]:.2f} at start) · torch {info['torch']} · "
         f"torch threads {info['threads']} · device {info.get('gpu', info['device'])}",
         "",
-        f"Seconds per outer iteration (median); peak memory = {memory} during one call. "
+        f"Seconds per outer iteration (median of the modes timed round-robin in one process); "
+        f"peak memory = {memory} during one call. "
         "vmap/loop = stored ÷ loop time; rec/sto mem = recompute ÷ stored peak; "
         "sto/fwd, rec/fwd = outer iteration ÷ forward-only time.",
         "",
@@ -424,7 +440,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="T in {10, 30}, K in {1, 4}: a smoke test")
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: torch's own)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--one", nargs=3, metavar=("T", "K", "MODE"), help="one measurement, printed as JSON")
+    parser.add_argument("--one", nargs=3, metavar=("T", "K", "MODE"), help="one memory measurement, printed as JSON")
+    parser.add_argument("--time", nargs=2, metavar=("T", "K"), help="the four modes' times, printed as JSON")
     return parser.parse_args(argv)
 
 
@@ -436,7 +453,10 @@ def main(argv: list[str] | None = None) -> None:
         steps, k, mode = int(args.one[0]), int(args.one[1]), args.one[2]
         if mode not in MODES:
             sys.exit(f"unknown mode {mode!r}; choose one of {MODES}")
-        print(json.dumps(measure(steps, k, mode, args.device)))
+        print(json.dumps(measure_memory(steps, k, mode, args.device)))
+        return
+    if args.time:
+        print(json.dumps(measure_times(int(args.time[0]), int(args.time[1]), args.device)))
         return
     ts, ks = (QUICK_TS, QUICK_KS) if args.quick else (FULL_TS, FULL_KS)
     info = machine_info(args, torch.get_num_threads())
