@@ -83,7 +83,7 @@ from torch.func import vmap  # noqa: E402
 from distill.functional import FunctionalNet  # noqa: E402
 from distill.inits import init_weights  # noqa: E402
 from distill.models import build_model  # noqa: E402
-from distill.unroll import CPU_MICRO_BATCH, hypergradient, train  # noqa: E402
+from distill.unroll import hypergradient, outer_batch_plan, train  # noqa: E402
 
 INPUT_SHAPE = (1, 28, 28)
 CLASSES = 10
@@ -154,11 +154,11 @@ def forward_unroll(problem: Problem) -> Tensor:
     and the outer loss ``L`` of ``θ_T`` on the real batch (forward only); returns ``L``."""
     p = problem
     final = train(p.net, p.theta0, p.x, p.labels, p.lrs)
-    micro = CPU_MICRO_BATCH if final.device.type == "cpu" else REAL_BATCH  # as the outer loss of `hypergradient`
-    loss_of = vmap(p.net.loss, in_dims=(0, None, None), chunk_size=1 if final.device.type == "cpu" else None)
+    parts, chunk_size = outer_batch_plan(p.net, final, REAL_BATCH)  # as the outer loss of `hypergradient`
+    loss_of = vmap(p.net.loss, in_dims=(0, None, None), chunk_size=chunk_size)
     with torch.no_grad():
-        parts = [(p.real_x[i : i + micro], p.real_labels[i : i + micro]) for i in range(0, REAL_BATCH, micro)]
-        return sum(loss_of(final, x, y).mean() * len(y) / REAL_BATCH for x, y in parts)
+        return sum(loss_of(final, p.real_x[part], p.real_labels[part]).mean() * len(p.real_labels[part]) / REAL_BATCH
+                   for part in parts)
 
 
 WORKLOADS: dict[str, Callable[[Problem], Tensor]] = {

@@ -68,19 +68,29 @@ def outer_loss_and_gradient(
     and a vmapped convolution over a large batch is slower than ``K`` plain ones, so the
     networks run one at a time (``chunk_size=1``). ``micro_batch`` overrides the split.
     """
-    on_cpu = theta.device.type == "cpu"
-    if not net.per_sample:
-        micro_batch = len(labels)
-    elif micro_batch is None:
-        micro_batch = CPU_MICRO_BATCH if on_cpu else len(labels)
-    grad_and_loss = vmap(grad_and_value(net.loss), in_dims=(0, None, None), chunk_size=1 if on_cpu else None)
+    parts, chunk_size = outer_batch_plan(net, theta, len(labels), micro_batch)
+    grad_and_loss = vmap(grad_and_value(net.loss), in_dims=(0, None, None), chunk_size=chunk_size)
     loss, d_theta = 0.0, torch.zeros_like(theta)
-    for start in range(0, len(labels), micro_batch):
-        part = slice(start, start + micro_batch)
+    for part in parts:
         weight = len(labels[part]) / len(labels)
         grads, values = grad_and_loss(theta, x[part], labels[part])
         loss, d_theta = loss + weight * values, d_theta + weight * grads
     return loss.mean(), d_theta / len(theta)
+
+
+def outer_batch_plan(
+    net: FunctionalNet, theta: Tensor, batch: int, micro_batch: int | None = None
+) -> tuple[list[slice], int | None]:
+    """How ``outer_loss_and_gradient`` runs a real batch of ``batch`` samples: its
+    micro-batches (the whole batch for a network with batch statistics, else
+    ``micro_batch``, by default ``CPU_MICRO_BATCH`` on the CPU) and vmap's ``chunk_size``
+    (one network at a time on the CPU)."""
+    on_cpu = theta.device.type == "cpu"
+    if not net.per_sample:
+        micro_batch = batch
+    elif micro_batch is None:
+        micro_batch = CPU_MICRO_BATCH if on_cpu else batch
+    return [slice(start, start + micro_batch) for start in range(0, batch, micro_batch)], 1 if on_cpu else None
 
 
 def train(net: FunctionalNet, theta: Tensor, x: Tensor, labels: Tensor, lrs: Tensor) -> Tensor:
