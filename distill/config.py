@@ -95,7 +95,7 @@ class SyntheticConfig(Section):
 
 class OuterConfig(Section):
     epochs: PositiveFloat = 400
-    batch_size: PositiveInt = 1024
+    batch_size: PositiveInt = 1437  # all of digits' training images (a larger batch is capped at the training set)
     lr: PositiveFloat = 0.02
     betas: tuple[float, float] = (0.5, 0.999)
     decay_epochs: PositiveFloat = 100
