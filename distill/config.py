@@ -97,6 +97,7 @@ class OuterConfig(Section):
     epochs: PositiveFloat = 400
     batch_size: PositiveInt = 1437  # all of digits' training images (a larger batch is capped at the training set)
     lr: PositiveFloat = 0.02
+    label_lr: PositiveFloat | None = None  # Adam's lr for learned labels (None: lr)
     betas: tuple[float, float] = (0.5, 0.999)
     decay_epochs: PositiveFloat = 100
     decay_factor: PositiveFloat = 0.5
@@ -225,6 +226,12 @@ class Config(Section):
     baseline: BaselineConfig = BaselineConfig()
     train: FullTrainConfig = FullTrainConfig()
     continual: ContinualConfig | None = None
+
+    @model_validator(mode="after")
+    def _label_lr_needs_learned_labels(self) -> "Config":
+        if self.outer.label_lr is not None and self.synthetic.labels == "hard":
+            raise ValueError("outer.label_lr applies to learned labels: set synthetic.labels: learned")
+        return self
 
     @model_validator(mode="after")
     def _continual_section(self) -> "Config":

@@ -77,7 +77,7 @@ def distill(
     batches = EpochBatches(len(real.train_y), outer.batch_size, config.seed)
     iterations = math.ceil(outer.epochs * batches.per_epoch)
     decay_every = max(1, round(outer.decay_epochs * batches.per_epoch))
-    optimizer = torch.optim.Adam(data.parameters(), lr=outer.lr, betas=outer.betas)
+    optimizer = torch.optim.Adam(parameter_groups(data, outer.label_lr), lr=outer.lr, betas=outer.betas)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=decay_every, gamma=outer.decay_factor)
     start, seconds_before = 0, 0.0
     if checkpoint is not None:
@@ -146,6 +146,14 @@ def deferred_interrupts() -> Iterator[None]:
             signal.signal(sig, handler)
     if caught:
         raise KeyboardInterrupt
+
+
+def parameter_groups(data: DistilledData, label_lr: float | None) -> list[dict]:
+    """Adam's parameter groups: everything at the outer lr, or, given ``label_lr``, the
+    learned labels in a group of their own at that lr (decayed by the same schedule)."""
+    if label_lr is None or not data.learns_labels:
+        return [{"params": list(data.parameters())}]
+    return [{"params": [data.x, data.raw_lrs]}, {"params": [data.labels], "lr": label_lr}]
 
 
 def apply_gradients(data: DistilledData, result: HyperGradient, optimizer: torch.optim.Optimizer, learn_data: bool) -> None:

@@ -51,6 +51,8 @@ def test_unknown_top_level_key():
         ("seed=-1", "seed"),
         ("outer.betas=[1.5, 0.9]", "betas must lie in"),
         ("synthetic.label_file=labels.csv", "label_file goes with label_init: file"),
+        ("outer.label_lr=0.1", "outer.label_lr applies to learned labels"),
+        ("outer.label_lr=-1", "outer.label_lr"),
     ],
 )
 def test_impossible_values_are_clear_errors(override, message):
