@@ -1,3 +1,5 @@
+import math
+
 import torch
 
 from distill.distiller import EpochBatches, apply_gradients, parameter_groups
@@ -59,3 +61,70 @@ def test_without_label_lr_or_learned_labels_there_is_one_group():
     soft = DistilledData.create(4, 2, 2, (1, 2, 2), 3, lr=0.1, soft_labels=torch.randn(4, 3))
     hard = DistilledData.create(4, 2, 2, (1, 2, 2), 3, lr=0.1)
     assert len(parameter_groups(soft, None)) == 1 and len(parameter_groups(hard, 0.5)) == 1
+
+
+def _reference_lenet(theta, x, num_classes):
+    """LeNet written out with ``F.conv2d`` on slices of the flat ``θ`` (12×12 inputs: both
+    convolutions pad by 2), independent of ``distill.models`` and ``functional_call``."""
+    import torch.nn.functional as F
+
+    shapes = [(6, 1, 5, 5), (6,), (16, 6, 5, 5), (16,), (120, 144), (120,), (84, 120), (84,), (num_classes, 84), (num_classes,)]
+    chunks = torch.split(theta, [math.prod(s) for s in shapes])
+    w1, b1, w2, b2, w3, b3, w4, b4, w5, b5 = (c.view(s) for c, s in zip(chunks, shapes))
+    h = F.max_pool2d(F.relu(F.conv2d(x, w1, b1, padding=2)), 2)
+    h = F.max_pool2d(F.relu(F.conv2d(h, w2, b2, padding=2)), 2)
+    h = F.relu(h.flatten(1) @ w3.T + b3)
+    h = F.relu(h @ w4.T + b4)
+    return h @ w5.T + b5
+
+
+def test_outer_loop_equals_a_literal_algorithm_1_in_float64(tmp_path):
+    """Six outer iterations of ``distill`` (LeNet, fixed init, T = 2 steps × 2 epochs, real
+    batches of 160 so the outer loss runs in micro-batches, a decay of the outer lr) end
+    with the same data and learning rates as Wang et al.'s Algorithm 1 written out with
+    plain autograd through the whole unroll, ``torch.optim.Adam`` and ``StepLR``."""
+    from distill.config import load_config
+    from distill.distiller import RealData, distill
+    from distill.functional import FunctionalNet
+    from distill.inits import FixedInit
+    from distill.models import build_model
+    from distill.rundir import RunDir
+
+    torch.manual_seed(0)
+    classes, shape = 4, (1, 12, 12)
+    config = load_config(None, ["outer.epochs=3", "outer.decay_epochs=1", "outer.batch_size=160", "outer.lr=0.01",
+                                "outer.betas=[0.5, 0.999]", "outer.decay_factor=0.5", "run.progress=false",
+                                "run.log_every=100", "run.checkpoint_every=100"])
+    net = FunctionalNet.of(build_model("lenet", shape, classes).double())
+    real = RealData(torch.randn(320, *shape, dtype=torch.float64), torch.randint(0, classes, (320,)),
+                    torch.randn(8, *shape, dtype=torch.float64), torch.randint(0, classes, (8,)))
+    data = DistilledData.create(8, 2, 2, shape, classes, lr=0.02).double()
+    theta0 = 0.2 * torch.randn(net.num_params, dtype=torch.float64)
+    x0 = data.x.detach().clone()
+    x, raw = x0.clone().requires_grad_(), data.raw_lrs.detach().clone().requires_grad_()
+    labels = data.labels.clone()
+
+    run = RunDir(tmp_path)
+    run.create()
+    distill(config, data, net, FixedInit(net, "xavier", 1.0, 0, theta=theta0), real, run)
+
+    optimizer = torch.optim.Adam([x, raw], lr=0.01, betas=(0.5, 0.999))
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+    batches = EpochBatches(320, 160, config.seed)
+    for iteration in range(6):
+        theta = theta0.clone().requires_grad_()
+        lrs = torch.nn.functional.softplus(raw)
+        for t in range(4):
+            inner = torch.nn.functional.cross_entropy(_reference_lenet(theta, x[t % 2], classes), labels[t % 2])
+            (g,) = torch.autograd.grad(inner, theta, create_graph=True)
+            theta = theta - lrs[t] * g
+        idx = batches.indices(iteration)
+        outer = torch.nn.functional.cross_entropy(_reference_lenet(theta, real.train_x[idx], classes), real.train_y[idx])
+        optimizer.zero_grad()
+        outer.backward()
+        optimizer.step()
+        schedule.step()
+
+    assert (x - x0).abs().max() > 1e-3
+    torch.testing.assert_close(data.x.detach(), x.detach(), rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(data.raw_lrs.detach(), raw.detach(), rtol=1e-7, atol=1e-9)
