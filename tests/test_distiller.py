@@ -1,8 +1,14 @@
 import math
 
 import torch
+import torch.nn.functional as F
 
-from distill.distiller import EpochBatches, apply_gradients, parameter_groups
+from distill.config import load_config
+from distill.distiller import EpochBatches, RealData, apply_gradients, distill, parameter_groups
+from distill.functional import FunctionalNet
+from distill.inits import FixedInit
+from distill.models import build_model
+from distill.rundir import RunDir
 from distill.synthetic import DistilledData
 from distill.unroll import HyperGradient
 
@@ -66,8 +72,6 @@ def test_without_label_lr_or_learned_labels_there_is_one_group():
 def _reference_lenet(theta, x, num_classes):
     """LeNet written out with ``F.conv2d`` on slices of the flat ``θ`` (12×12 inputs: both
     convolutions pad by 2), independent of ``distill.models`` and ``functional_call``."""
-    import torch.nn.functional as F
-
     shapes = [(6, 1, 5, 5), (6,), (16, 6, 5, 5), (16,), (120, 144), (120,), (84, 120), (84,), (num_classes, 84), (num_classes,)]
     chunks = torch.split(theta, [math.prod(s) for s in shapes])
     w1, b1, w2, b2, w3, b3, w4, b4, w5, b5 = (c.view(s) for c, s in zip(chunks, shapes))
@@ -83,13 +87,6 @@ def test_outer_loop_equals_a_literal_algorithm_1_in_float64(tmp_path):
     batches of 160 so the outer loss runs in micro-batches, a decay of the outer lr) end
     with the same data and learning rates as Wang et al.'s Algorithm 1 written out with
     plain autograd through the whole unroll, ``torch.optim.Adam`` and ``StepLR``."""
-    from distill.config import load_config
-    from distill.distiller import RealData, distill
-    from distill.functional import FunctionalNet
-    from distill.inits import FixedInit
-    from distill.models import build_model
-    from distill.rundir import RunDir
-
     torch.manual_seed(0)
     classes, shape = 4, (1, 12, 12)
     config = load_config(None, ["outer.epochs=3", "outer.decay_epochs=1", "outer.batch_size=160", "outer.lr=0.01",
@@ -113,13 +110,13 @@ def test_outer_loop_equals_a_literal_algorithm_1_in_float64(tmp_path):
     batches = EpochBatches(320, 160, config.seed)
     for iteration in range(6):
         theta = theta0.clone().requires_grad_()
-        lrs = torch.nn.functional.softplus(raw)
+        lrs = F.softplus(raw)
         for t in range(4):
-            inner = torch.nn.functional.cross_entropy(_reference_lenet(theta, x[t % 2], classes), labels[t % 2])
+            inner = F.cross_entropy(_reference_lenet(theta, x[t % 2], classes), labels[t % 2])
             (g,) = torch.autograd.grad(inner, theta, create_graph=True)
             theta = theta - lrs[t] * g
         idx = batches.indices(iteration)
-        outer = torch.nn.functional.cross_entropy(_reference_lenet(theta, real.train_x[idx], classes), real.train_y[idx])
+        outer = F.cross_entropy(_reference_lenet(theta, real.train_x[idx], classes), real.train_y[idx])
         optimizer.zero_grad()
         outer.backward()
         optimizer.step()
