@@ -103,6 +103,7 @@ class OuterConfig(Section):
     decay_factor: PositiveFloat = 0.5
     models_per_iteration: PositiveInt = 1
     backgrad: Literal[MODES] = "stored"  # type: ignore[valid-type]
+    clip_grad_norm: PositiveFloat | None = None  # rescale the back-gradient to at most this total norm (None: never)
 
     @model_validator(mode="after")
     def _betas_in_range(self) -> "OuterConfig":

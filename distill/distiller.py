@@ -89,7 +89,7 @@ def distill(
 
     clock = time.perf_counter() - seconds_before
     progress = tqdm(range(start, iterations), initial=start, total=iterations, desc="distill", disable=not config.run.progress)
-    completed = start
+    completed, grad_norm_max = start, 0.0
     try:
         for iteration in progress:
             theta0 = sampler.sample(outer.models_per_iteration, iteration).to(real.train_x.device)
@@ -105,7 +105,8 @@ def distill(
                     f"the last good state (iteration {completed}) is saved in {run.checkpoint}"
                 )
             with deferred_interrupts():
-                apply_gradients(data, result, optimizer, learn_data=not config.synthetic.freeze_data)
+                grad_norm = apply_gradients(data, result, optimizer, not config.synthetic.freeze_data, outer.clip_grad_norm)
+                grad_norm_max = max(grad_norm_max, grad_norm)
                 schedule.step()
                 done = completed = iteration + 1
 
@@ -115,8 +116,9 @@ def distill(
                 if evaluate_now:
                     held = sampler.held_out(config.eval.models_during).to(real.train_x.device)
                     acc = evaluate(net, data, held, real.test_x, real.test_y, config.eval.batch_size).test_acc.mean
-                row = _log_row(done, done / batches.per_epoch, result.loss, data, optimizer, time.perf_counter() - clock, acc)
+                row = _log_row(done, done / batches.per_epoch, result.loss, data, optimizer, grad_norm_max, time.perf_counter() - clock, acc)
                 run.append_log(row)
+                grad_norm_max = 0.0
                 progress.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr_mean']:.4f}")
             if done % config.run.checkpoint_every == 0 or done == iterations:
                 run.save_checkpoint(done, data, optimizer, schedule, sampler, time.perf_counter() - clock)
@@ -156,21 +158,29 @@ def parameter_groups(data: DistilledData, label_lr: float | None) -> list[dict]:
     return [{"params": [data.x, data.raw_lrs]}, {"params": [data.labels], "lr": label_lr}]
 
 
-def apply_gradients(data: DistilledData, result: HyperGradient, optimizer: torch.optim.Optimizer, learn_data: bool) -> None:
+def apply_gradients(
+    data: DistilledData, result: HyperGradient, optimizer: torch.optim.Optimizer, learn_data: bool, max_norm: float | None = None
+) -> float:
     """One Adam step on the synthetic parameters, the gradients chained through
-    ``η = softplus(r)`` and, for soft labels, through ``targets()``."""
+    ``η = softplus(r)`` and, for soft labels, through ``targets()``. Given ``max_norm``
+    ``c``, the gradient ``g`` of all of them together is first rescaled to
+    ``g · min(1, c / ‖g‖₂)``. Returns ``‖g‖₂`` before rescaling."""
     optimizer.zero_grad(set_to_none=True)
     if learn_data:
-        data.x.grad = result.x
+        data.x.grad = result.x.clone()  # clipping rescales .grad in place
     outputs, grads = [data.lrs()], [result.lrs]
     if data.learns_labels:
         outputs.append(data.targets())
         grads.append(result.labels)
     torch.autograd.backward(outputs, grads)
+    norm = torch.nn.utils.clip_grad_norm_(list(data.parameters()), math.inf if max_norm is None else max_norm)
     optimizer.step()
+    return norm.item()
 
 
-def _log_row(done: int, epoch: float, loss: Tensor, data: DistilledData, optimizer, seconds: float, acc: float | None) -> dict:
+def _log_row(
+    done: int, epoch: float, loss: Tensor, data: DistilledData, optimizer, grad_norm_max: float, seconds: float, acc: float | None
+) -> dict:
     lrs = data.lrs().detach()
     return {
         "iteration": done,
@@ -180,6 +190,7 @@ def _log_row(done: int, epoch: float, loss: Tensor, data: DistilledData, optimiz
         "lr_mean": lrs.mean().item(),
         "lr_max": lrs.max().item(),
         "outer_lr": optimizer.param_groups[0]["lr"],
+        "grad_norm_max": f"{grad_norm_max:.4g}",
         "seconds": round(seconds, 3),
         "test_acc": "" if acc is None else round(acc, 5),
     }

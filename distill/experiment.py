@@ -227,7 +227,8 @@ def summarize_run(out: str | Path) -> str:
         f"method     {config.method}: {config.dataset.name}, {config.model.name}, {config.init.kind} init",
         f"synthetic  {config.synthetic.n} samples, {config.synthetic.steps} steps x {config.synthetic.epochs} epochs",
         f"outer      {config.outer.epochs:g} epochs, batch {config.outer.batch_size}, Adam lr {config.outer.lr:g}, "
-        f"K={config.outer.models_per_iteration}, back-gradient {config.outer.backgrad}",
+        f"K={config.outer.models_per_iteration}, back-gradient {config.outer.backgrad}"
+        + ("" if config.outer.clip_grad_norm is None else f" clipped to norm {config.outer.clip_grad_norm:g}"),
     ]
     if log:
         last = log[-1]

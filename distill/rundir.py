@@ -20,7 +20,7 @@ import yaml
 from .config import read_yaml
 from .errors import UserError
 
-LOG_FIELDS = ("iteration", "epoch", "loss", "lr_min", "lr_mean", "lr_max", "outer_lr", "seconds", "test_acc")
+LOG_FIELDS = ("iteration", "epoch", "loss", "lr_min", "lr_mean", "lr_max", "outer_lr", "grad_norm_max", "seconds", "test_acc")
 
 
 def atomic_write(path: Path, write) -> None:

@@ -53,6 +53,7 @@ def test_unknown_top_level_key():
         ("synthetic.label_file=labels.csv", "label_file goes with label_init: file"),
         ("outer.label_lr=0.1", "outer.label_lr applies to learned labels"),
         ("outer.label_lr=-1", "outer.label_lr"),
+        ("outer.clip_grad_norm=0", "outer.clip_grad_norm"),
     ],
 )
 def test_impossible_values_are_clear_errors(override, message):

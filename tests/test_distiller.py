@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -45,6 +46,27 @@ def test_apply_gradients_chains_through_softplus_and_softmax():
     assert torch.equal(data.x.grad, result.x)
     apply_gradients(data, result, optimizer, learn_data=False)
     assert data.x.grad is None
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])
+def test_apply_gradients_rescales_the_whole_gradient_to_max_norm(max_norm):
+    """With SGD at lr 1 every parameter moves by ``-g · min(1, c / ‖g‖₂)``, ``‖g‖₂`` taken
+    over the images, the raw lrs and the labels together (written out here by hand)."""
+    torch.manual_seed(0)
+    data = DistilledData.create(4, 2, 2, (1, 2, 2), 3, lr=0.1, soft_labels=torch.randn(4, 3), label_softmax=True)
+    result = HyperGradient(loss=torch.tensor(1.0), x=torch.randn_like(data.x), labels=torch.randn(2, 2, 3),
+                           lrs=torch.randn(4), final_theta=torch.zeros(1, 1))
+    raw, labels = data.raw_lrs.detach().clone().requires_grad_(), data.labels.detach().clone().requires_grad_()
+    scalar = (result.lrs * torch.log1p(torch.exp(raw))).sum() + (result.labels * torch.softmax(labels, -1)).sum()
+    grads = [result.x, *torch.autograd.grad(scalar, [raw, labels])]
+    norm = sum((g**2).sum() for g in grads).sqrt().item()
+    scale = min(1.0, max_norm / norm)
+    before = [p.detach().clone() for p in (data.x, data.raw_lrs, data.labels)]
+    returned = apply_gradients(data, result, torch.optim.SGD(data.parameters(), lr=1.0), True, max_norm)
+    assert returned == pytest.approx(norm, rel=1e-6)
+    assert (scale < 1) == (max_norm == 0.5)
+    for p, b, g in zip((data.x, data.raw_lrs, data.labels), before, grads):
+        assert torch.allclose(p.detach(), b - scale * g, atol=1e-6)
 
 
 def test_label_lr_sets_the_size_of_adams_first_step_on_the_labels():
