@@ -31,15 +31,22 @@ def test_batch_larger_than_the_data_is_the_whole_data():
     assert batches.per_epoch == 1 and sorted(batches.indices(0).tolist()) == [0, 1, 2, 3, 4]
 
 
-def test_apply_gradients_chains_through_softplus_and_softmax():
-    """The parameters' gradients equal autograd of ⟨dη, η(r)⟩ + ⟨dy, softmax(labels)⟩ + ⟨dx, x⟩."""
+def soft_label_data_and_gradient() -> tuple[DistilledData, HyperGradient, list[torch.Tensor]]:
+    """Small soft-label data (labels through softmax), a random back-gradient, and the
+    gradients it implies for ``x``, the raw lrs and the labels: autograd of
+    ⟨dη, softplus(r)⟩ + ⟨dy, softmax(labels)⟩, with ``dx`` as it is."""
     torch.manual_seed(0)
     data = DistilledData.create(4, 2, 2, (1, 2, 2), 3, lr=0.1, soft_labels=torch.randn(4, 3), label_softmax=True)
     result = HyperGradient(loss=torch.tensor(1.0), x=torch.randn_like(data.x), labels=torch.randn(2, 2, 3),
                            lrs=torch.randn(4), final_theta=torch.zeros(1, 1))
     raw, labels = data.raw_lrs.detach().clone().requires_grad_(), data.labels.detach().clone().requires_grad_()
     scalar = (result.lrs * torch.log1p(torch.exp(raw))).sum() + (result.labels * torch.softmax(labels, -1)).sum()
-    expected_raw, expected_labels = torch.autograd.grad(scalar, [raw, labels])
+    return data, result, [result.x.clone(), *torch.autograd.grad(scalar, [raw, labels])]
+
+
+def test_apply_gradients_chains_through_softplus_and_softmax():
+    """The parameters' gradients equal autograd of ⟨dη, η(r)⟩ + ⟨dy, softmax(labels)⟩ + ⟨dx, x⟩."""
+    data, result, (_, expected_raw, expected_labels) = soft_label_data_and_gradient()
     optimizer = torch.optim.SGD(data.parameters(), lr=0.0)
     apply_gradients(data, result, optimizer, learn_data=True)
     assert torch.allclose(data.raw_lrs.grad, expected_raw) and torch.allclose(data.labels.grad, expected_labels)
@@ -52,13 +59,7 @@ def test_apply_gradients_chains_through_softplus_and_softmax():
 def test_apply_gradients_rescales_the_whole_gradient_to_max_norm(max_norm):
     """With SGD at lr 1 every parameter moves by ``-g · min(1, c / ‖g‖₂)``, ``‖g‖₂`` taken
     over the images, the raw lrs and the labels together (written out here by hand)."""
-    torch.manual_seed(0)
-    data = DistilledData.create(4, 2, 2, (1, 2, 2), 3, lr=0.1, soft_labels=torch.randn(4, 3), label_softmax=True)
-    result = HyperGradient(loss=torch.tensor(1.0), x=torch.randn_like(data.x), labels=torch.randn(2, 2, 3),
-                           lrs=torch.randn(4), final_theta=torch.zeros(1, 1))
-    raw, labels = data.raw_lrs.detach().clone().requires_grad_(), data.labels.detach().clone().requires_grad_()
-    scalar = (result.lrs * torch.log1p(torch.exp(raw))).sum() + (result.labels * torch.softmax(labels, -1)).sum()
-    grads = [result.x, *torch.autograd.grad(scalar, [raw, labels])]
+    data, result, grads = soft_label_data_and_gradient()
     norm = sum((g**2).sum() for g in grads).sqrt().item()
     scale = min(1.0, max_norm / norm)
     before = [p.detach().clone() for p in (data.x, data.raw_lrs, data.labels)]
