@@ -49,18 +49,19 @@ def make_optimizer(settings: PretrainConfig, stack: Tensor) -> torch.optim.Optim
 
 
 def train_epoch(net: FunctionalNet, stack: Tensor, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, perms: Tensor, batch_size: int) -> Tensor:
-    """One pass of every network over its own permutation ``perms[k]`` (drop-last batches);
-    updates ``stack`` ([K, P]) in place and returns each network's mean training loss [K]."""
+    """One pass of every network over its own permutation ``perms[k]`` in batches of ``batch_size``
+    (the last one partial); updates ``stack`` ([K, P]) in place and returns each network's mean
+    training loss over the batches [K]."""
     loss_and_grad = vmap(grad_and_value(net.loss), in_dims=(0, 0, 0))
     total = torch.zeros(len(stack))
-    batches = perms.shape[1] // batch_size
-    for b in range(batches):
-        idx = perms[:, b * batch_size : (b + 1) * batch_size]
+    starts = range(0, perms.shape[1], batch_size)
+    for start in starts:
+        idx = perms[:, start : start + batch_size]
         grads, losses = loss_and_grad(stack.detach(), x[idx], y[idx])
         stack.grad = grads
         optimizer.step()
         total += losses.detach().cpu()
-    return total / max(batches, 1)
+    return total / max(len(starts), 1)
 
 
 class PoolCheckpoint:

@@ -59,8 +59,8 @@ def test_vmapped_chunk_equals_plain_sgd_on_each_network(tmp_path):
         sgd = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.5, weight_decay=0.01)
         for epoch in range(2):
             perm = torch.randperm(len(data.train_y), generator=generator(0, POOL_STREAM, i, epoch))
-            for b in range(len(perm) // 128):
-                idx = perm[b * 128 : (b + 1) * 128]
+            for start in range(0, len(perm), 128):  # the last batch is partial
+                idx = perm[start : start + 128]
                 sgd.zero_grad()
                 F.cross_entropy(module(data.train_x[idx]), data.train_y[idx]).backward()
                 sgd.step()
