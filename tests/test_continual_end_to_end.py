@@ -106,3 +106,36 @@ def test_split_tasks_get_a_distilled_memory_on_their_own_classes(tmp_path):
     theta = 0.1 * torch.randn(heads[1].num_params, generator=torch.Generator().manual_seed(0))
     theta = train_task(theta, heads[1], tasks[1].train_x, tasks[1].train_y, gem, 1, 10, 0.1, torch.Generator().manual_seed(0))
     assert torch.isfinite(theta).all() and gem.projections > 0
+
+
+@pytest.mark.parametrize("learner", ["ewc", "gem-real", "gem-distilled"])
+def test_an_interrupted_and_resumed_stream_equals_an_uninterrupted_one(tmp_path, capsys, learner):
+    from distill.continual import run_continual
+
+    kind, _, memory = learner.partition("-")
+    overrides = TINY + [f"continual.learner={kind}", "continual.stream.samples_per_task=100"]
+    config = load_config(None, overrides + ([f"continual.memory={memory}"] if memory else []))
+    run_continual(config, tmp_path / "whole")
+
+    def interrupt(task):
+        if task == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_continual(config, tmp_path / "cut", on_task=interrupt)
+    assert not (tmp_path / "cut" / "continual.json").exists()
+    assert main(["show", str(tmp_path / "cut")]) == 0
+    assert "unfinished after 2 of 3 tasks" in capsys.readouterr().out
+    with pytest.raises(UserError, match="pass --resume"):
+        run_continual(config, tmp_path / "cut")
+    assert main(["run", "-o", str(tmp_path / "cut"), "--resume"]) == 0
+
+    whole, resumed = (json.loads((tmp_path / run / "continual.json").read_text()) for run in ("whole", "cut"))
+    for key in ("accuracy_matrix", "initial_accuracy", "projections", "acc", "bwt", "fwt"):
+        assert resumed[key] == whole[key], key
+    if kind == "gem":
+        memories = [torch.load(tmp_path / run / "memory.pt", weights_only=True) for run in ("whole", "cut")]
+        for a, b in zip(memories[0]["x"] + memories[0]["y"], memories[1]["x"] + memories[1]["y"]):
+            assert torch.equal(a, b)
+    with pytest.raises(UserError, match="already holds a continual run"):
+        run_continual(config, tmp_path / "cut", resume=True)

@@ -53,6 +53,12 @@ class Learner(Protocol):
     def end_task(self, theta: Tensor, head: FunctionalNet, task_x: Tensor, task_y: Tensor, memory: tuple[Tensor, Tensor]) -> None:
         """Keep what the learner needs of the task that just ended."""
 
+    def state_dict(self) -> dict:
+        """What it has kept, as tensors (for a checkpoint)."""
+
+    def load_state_dict(self, state: dict, heads: list[FunctionalNet]) -> None:
+        """Restore ``state_dict()``; ``heads`` are the stream's task networks in order."""
+
 
 class Single:
     """Plain fine-tuning."""
@@ -61,6 +67,12 @@ class Single:
         return g
 
     def end_task(self, theta, head, task_x, task_y, memory) -> None:
+        return None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict, heads: list[FunctionalNet]) -> None:
         return None
 
 
@@ -91,6 +103,12 @@ class EWC:
         self.fisher_sum = fisher if self.fisher_sum is None else self.fisher_sum + fisher
         self.anchor_sum = fisher * theta if self.anchor_sum is None else self.anchor_sum + fisher * theta
 
+    def state_dict(self) -> dict:
+        return {"fisher_sum": self.fisher_sum, "anchor_sum": self.anchor_sum}
+
+    def load_state_dict(self, state: dict, heads: list[FunctionalNet]) -> None:
+        self.fisher_sum, self.anchor_sum = state["fisher_sum"], state["anchor_sum"]
+
 
 @dataclass
 class GEM:
@@ -113,6 +131,13 @@ class GEM:
 
     def end_task(self, theta, head, task_x, task_y, memory) -> None:
         self.memories.append((head, *memory))
+
+    def state_dict(self) -> dict:
+        return {"x": [x for _, x, _ in self.memories], "y": [y for _, _, y in self.memories], "projections": self.projections}
+
+    def load_state_dict(self, state: dict, heads: list[FunctionalNet]) -> None:
+        self.memories = list(zip(heads, state["x"], state["y"]))
+        self.projections = state["projections"]
 
 
 def make_learner(kind: str, memory_strength: float, ewc_lambda: float) -> Learner:

@@ -4,7 +4,8 @@ Writes ``config.yaml``, ``metrics.json`` (the contract's keys, ``test_acc`` bein
 final average accuracy ACC over the tasks), ``continual.json`` (the accuracy matrix R,
 ACC/BWT/FWT, seconds per task), ``continual.png`` (R as a heat map), and for GEM
 ``memory.pt`` (every task's memory) and, for a distilled memory, one distillation run
-directory per task under ``memory/``.
+directory per task under ``memory/``; ``checkpoint.pt`` holds the state after the last
+finished task, from which ``--resume`` continues.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ..config import Config
+from ..config import Config, validate
 from ..datasets.streams import Task, load_stream
 from ..errors import DivergenceError, UserError
 from ..evaluate import accuracies
@@ -26,7 +27,7 @@ from ..experiment import resolve_device
 from ..functional import FunctionalNet
 from ..inits import generator, init_weights
 from ..models import build_model
-from ..rundir import RunDir
+from ..rundir import RunDir, atomic_write
 from ..viz import save_accuracy_matrix
 from .learners import head_of, make_learner, train_task
 from .memory import distilled_memory, real_memory
@@ -59,36 +60,77 @@ def task_accuracies(heads: list[FunctionalNet], tasks: list[Task], theta: Tensor
     ]).cpu()
 
 
-def run_continual(config: Config, out: str | Path, resume: bool = False) -> dict[str, Any]:
-    """Train ``config.continual.learner`` on the stream, task after task, into ``out``."""
+CHECKPOINT_KEYS = {"tasks_done", "theta", "accuracy_matrix", "initial_accuracy", "train_seconds", "distill_seconds",
+                   "learner", "shuffle", "memory_gen", "seconds"}
+
+
+def save_checkpoint(run: RunDir, state: dict[str, Any]) -> None:
+    """The run's state after a task (``checkpoint.pt``), written atomically."""
+    atomic_write(run.checkpoint, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(run: RunDir, device: torch.device) -> dict[str, Any]:
+    if not run.checkpoint.exists():
+        raise UserError(f"no checkpoint at {run.checkpoint}: the run never finished a task; start it again without --resume")
+    try:
+        state = torch.load(run.checkpoint, weights_only=True, map_location=device)
+    except Exception as error:
+        raise UserError(f"the checkpoint {run.checkpoint} is corrupt ({error}); start the run again without --resume") from None
+    missing = CHECKPOINT_KEYS - set(state)
+    if missing:
+        raise UserError(f"the checkpoint {run.checkpoint} is corrupt: it lacks {', '.join(sorted(missing))}")
+    return state
+
+
+def run_continual(
+    config: Config, out: str | Path, resume: bool = False, on_task: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``config.continual.learner`` on the stream, task after task, into ``out``.
+
+    After every task the state (weights, accuracy rows, learner memory, random streams)
+    goes to ``checkpoint.pt``; ``resume`` continues from it and ends exactly as an
+    uninterrupted run. ``on_task(k)`` is called after task ``k`` (1-based) is saved.
+    """
     c = config.continual
     run = RunDir(out)
     results = run.path / "continual.json"
-    if resume:
-        raise UserError("a continual run cannot be resumed; start it again with another -o")
     if results.exists():
         raise UserError(f"{run.path} already holds a continual run; choose another -o")
+    if resume and validate(run.read_config()) != config:
+        raise UserError(f"cannot resume {run.path} with a different config; omit CONFIG to use the run's own")
+    if not resume and run.checkpoint.exists():
+        raise UserError(f"{run.path} already holds a continual run; pass --resume to continue it or choose another -o")
     device = resolve_device(config.run.device)
     dataset, tasks = load_stream(
         c.stream.name, c.stream.tasks, c.stream.samples_per_task, c.stream.classes_per_task,
         seed=config.seed, root=config.dataset.root, download=config.dataset.download,
     )
     check_memory(tasks, c.memory_per_task, c.memory == "distilled")
+    checkpoint = load_checkpoint(run, device) if resume else None
     run.create()
     run.write_config(config.model_dump(mode="json"))
 
     module = build_model(config.model.name, dataset.input_shape, dataset.num_classes, **config.model.options).to(device)
     heads = [head_of(module, task.classes) for task in tasks]
-    theta = init_weights(heads[0], config.init.scheme, config.init.gain, generator(config.seed, LEARNER_STREAM)).to(device)
     learner = make_learner(c.learner, c.memory_strength, c.ewc_lambda)
     shuffle, memory_gen = generator(config.seed, SHUFFLE_STREAM), generator(config.seed, MEMORY_STREAM)
     batch = config.eval.batch_size
+    if checkpoint is None:
+        theta = init_weights(heads[0], config.init.scheme, config.init.gain, generator(config.seed, LEARNER_STREAM)).to(device)
+        initial = task_accuracies(heads, tasks, theta, batch)
+        R = torch.zeros(len(tasks), len(tasks))
+        train_seconds, distill_seconds, done, earlier = [], [], 0, 0.0
+    else:
+        theta, R, initial = checkpoint["theta"], checkpoint["accuracy_matrix"].cpu(), checkpoint["initial_accuracy"].cpu()
+        train_seconds, distill_seconds = checkpoint["train_seconds"], checkpoint["distill_seconds"]
+        done, earlier = checkpoint["tasks_done"], checkpoint["seconds"]
+        learner.load_state_dict(checkpoint["learner"], heads)
+        shuffle.set_state(checkpoint["shuffle"].cpu())
+        memory_gen.set_state(checkpoint["memory_gen"].cpu())
 
-    started = time.perf_counter()
-    initial = task_accuracies(heads, tasks, theta, batch)
-    R = torch.zeros(len(tasks), len(tasks))
-    train_seconds, distill_seconds, memories = [], [], []
-    progress = tqdm(list(enumerate(tasks)), desc=f"continual {c.learner}", disable=not config.run.progress)
+    started = time.perf_counter() - earlier
+    progress = tqdm(list(enumerate(tasks))[done:], desc=f"continual {c.learner}", disable=not config.run.progress,
+                    initial=done, total=len(tasks))
     for k, task in progress:
         x, y = task.train_x.to(device), task.train_y.to(device)
         clock = time.perf_counter()
@@ -107,10 +149,15 @@ def run_continual(config: Config, out: str | Path, resume: bool = False) -> dict
             task_run = RunDir(run.path / "memory" / f"task_{k + 1:02d}")
             memory, _, seconds = distilled_memory(config, heads[k], x, y, len(task.classes), task_run, config.seed + k)
             distill_seconds.append(round(seconds, 3))
-        if memory is not None:
-            memories.append(memory)
         learner.end_task(theta, heads[k], x, y, memory)
+        save_checkpoint(run, {
+            "tasks_done": k + 1, "theta": theta, "accuracy_matrix": R, "initial_accuracy": initial,
+            "train_seconds": train_seconds, "distill_seconds": distill_seconds, "learner": learner.state_dict(),
+            "shuffle": shuffle.get_state(), "memory_gen": memory_gen.get_state(), "seconds": time.perf_counter() - started,
+        })
         progress.set_postfix(acc=f"{R[k, : k + 1].mean().item():.3f}")
+        if on_task is not None:
+            on_task(k + 1)
     progress.close()
     seconds = time.perf_counter() - started
 
@@ -123,8 +170,9 @@ def run_continual(config: Config, out: str | Path, resume: bool = False) -> dict
     }
     results.write_text(json.dumps(record, indent=2) + "\n")
     save_accuracy_matrix(run.path / "continual.png", R, f"{c.stream.name}, {_label(config)}: ACC {100 * figures['acc']:.1f}%")
-    if memories:
-        torch.save({"x": [m[0].cpu() for m in memories], "y": [m[1].cpu() for m in memories]}, run.path / "memory.pt")
+    if c.learner == "gem":
+        memories = learner.state_dict()
+        torch.save({"x": [x.cpu() for x in memories["x"]], "y": [y.cpu() for y in memories["y"]]}, run.path / "memory.pt")
     final = R[-1]
     metrics = {
         "method": config.method,
@@ -161,7 +209,8 @@ def summarize_continual(run: RunDir, config: Config) -> str:
     ]
     results = run.path / "continual.json"
     if not results.exists():
-        return "\n".join(lines + ["status     unfinished (a continual run cannot be resumed; run it again)"])
+        done = load_checkpoint(run, torch.device("cpu"))["tasks_done"] if run.checkpoint.exists() else 0
+        return "\n".join(lines + [f"status     unfinished after {done} of {c.stream.tasks} tasks (continue with: distill run -o DIR --resume)"])
     record = json.loads(results.read_text())
     lines.append(f"result     ACC {100 * record['acc']:.2f}%, BWT {100 * record['bwt']:+.2f}, FWT {100 * record['fwt']:+.2f}")
     if record["distill_seconds"]:
