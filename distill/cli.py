@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
               "fewer outer.models_per_iteration or fewer synthetic steps", file=sys.stderr)
         return FAILURE
     except KeyboardInterrupt:
-        print("\ndistill: interrupted; a run that had started keeps its last state in checkpoint.pt: continue it with --resume",
-              file=sys.stderr)
+        print("\ndistill: interrupted; a run keeps the last state it saved in checkpoint.pt: continue it with --resume "
+              "(distill show DIR says how far it got)", file=sys.stderr)
         return INTERRUPTED
 
 

@@ -7,10 +7,8 @@ permutation drawn from ``generator(seed, POOL_STREAM, i, e)``) on
     ℓ_i(θ) = 1/B Σ_b CE(f(x_b; θ), y_b)
 
 with plain SGD ``θ ← θ − lr (∇ℓ + λθ)`` (optionally with momentum) or Adam. The ``K``
-networks of a chunk are one stacked ``[K, P]`` tensor: ``vmap(grad(ℓ))`` gives every
-network's gradient at once, and because SGD and Adam act element-wise, one optimizer on
-the stack is ``K`` independent optimizers. A partial pool is checkpointed after every
-epoch, so an interrupted run resumes exactly.
+networks of a chunk are one stacked ``[K, P]`` tensor trained by ``fulltrain.train_epoch``.
+A partial pool is checkpointed after every epoch, so an interrupted run resumes exactly.
 """
 
 from __future__ import annotations
@@ -20,13 +18,13 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
-from torch.func import grad_and_value, vmap
 from tqdm import tqdm
 
 from .config import Config, PretrainConfig
 from .datasets import ArrayDataset, load_dataset
 from .errors import DivergenceError, UserError
 from .evaluate import accuracies
+from .fulltrain import train_epoch
 from .functional import FunctionalNet
 from .inits import generator, init_weights
 from .models import build_model
@@ -46,22 +44,6 @@ def make_optimizer(settings: PretrainConfig, stack: Tensor) -> torch.optim.Optim
     if settings.optimizer == "sgd":
         return torch.optim.SGD([stack], lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
     return torch.optim.Adam([stack], lr=settings.lr, weight_decay=settings.weight_decay)
-
-
-def train_epoch(net: FunctionalNet, stack: Tensor, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, perms: Tensor, batch_size: int) -> Tensor:
-    """One pass of every network over its own permutation ``perms[k]`` in batches of ``batch_size``
-    (the last one partial); updates ``stack`` ([K, P]) in place and returns each network's mean
-    training loss over the batches [K]."""
-    loss_and_grad = vmap(grad_and_value(net.loss), in_dims=(0, 0, 0))
-    total = torch.zeros(len(stack))
-    starts = range(0, perms.shape[1], batch_size)
-    for start in starts:
-        idx = perms[:, start : start + batch_size]
-        grads, losses = loss_and_grad(stack.detach(), x[idx], y[idx])
-        stack.grad = grads
-        optimizer.step()
-        total += losses.detach().cpu()
-    return total / max(len(starts), 1)
 
 
 class PoolCheckpoint:
@@ -130,7 +112,7 @@ def pretrain(config: Config, out: str | Path, resume: bool = False, on_epoch: Ca
                 optimizer.load_state_dict(chunk["optimizer"])
             for epoch in range(chunk["epoch"], settings.epochs):
                 perms = torch.stack([torch.randperm(len(y), generator=generator(*meta["seeds"][i], epoch)) for i in ids])
-                losses = train_epoch(net, stack, optimizer, x, y, perms, min(settings.batch_size, len(y)))
+                losses = train_epoch(net, stack, optimizer, x, y, perms, settings.batch_size)
                 if not torch.isfinite(losses).all():
                     raise DivergenceError(f"pretraining diverged (loss {losses.tolist()}) for networks {ids.start}-{ids.stop - 1} "
                                     f"in epoch {epoch + 1}; lower pretrain.lr (the last finished epoch is saved in {checkpoint.path})")

@@ -102,24 +102,32 @@ class RunDir:
             return list(csv.DictReader(f))
 
     def save_checkpoint(self, iteration: int, data, optimizer, schedule, sampler, seconds: float) -> None:
-        state = {
+        """A distillation's resumable state after ``iteration`` completed iterations."""
+        self.write_checkpoint({
             "iteration": iteration,
             "seconds": seconds,
             "data": data.state_dict(),
             "optimizer": optimizer.state_dict(),
             "schedule": schedule.state_dict(),
             "sampler": sampler.state_dict(),
-        }
-        atomic_write(self.checkpoint, lambda tmp: torch.save(state, tmp))
+        })
 
     def load_checkpoint(self) -> dict[str, Any]:
+        """The state ``save_checkpoint`` wrote."""
+        return self.read_checkpoint({"iteration", "seconds", "data", "optimizer", "schedule", "sampler"})
+
+    def write_checkpoint(self, state: dict[str, Any]) -> None:
+        atomic_write(self.checkpoint, lambda tmp: torch.save(state, tmp))
+
+    def read_checkpoint(self, required: set[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+        """``checkpoint.pt`` with at least the keys ``required``; a missing or corrupt file is a UserError."""
         if not self.checkpoint.exists():
             raise UserError(f"no checkpoint at {self.checkpoint}: the run never saved one")
         try:
-            state = torch.load(self.checkpoint, weights_only=True, map_location="cpu")
+            state = torch.load(self.checkpoint, weights_only=True, map_location=map_location)
         except Exception as error:
             raise UserError(f"the checkpoint {self.checkpoint} is corrupt ({error}); start the run again without --resume") from None
-        missing = {"iteration", "seconds", "data", "optimizer", "schedule", "sampler"} - set(state)
+        missing = required - set(state)
         if missing:
             raise UserError(f"the checkpoint {self.checkpoint} is corrupt: it lacks {', '.join(sorted(missing))}")
         return state

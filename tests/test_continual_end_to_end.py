@@ -45,7 +45,7 @@ def test_gem_with_a_distilled_memory_writes_the_run_directory(tmp_path):
     for task in (1, 2, 3):
         assert (tmp_path / "memory" / f"task_{task:02d}" / "log.csv").exists()
     assert load_config(tmp_path / "config.yaml") == config
-    with pytest.raises(UserError, match="already holds a continual run"):
+    with pytest.raises(UserError, match="already holds a finished run"):
         run_experiment(config, tmp_path)
 
 
@@ -109,7 +109,10 @@ def test_split_tasks_get_a_distilled_memory_on_their_own_classes(tmp_path):
 
 
 @pytest.mark.parametrize("learner", ["ewc", "gem-real", "gem-distilled"])
-def test_an_interrupted_and_resumed_stream_equals_an_uninterrupted_one(tmp_path, capsys, learner):
+def test_an_interrupted_and_resumed_stream_equals_an_uninterrupted_one(tmp_path, capsys, monkeypatch, learner):
+    """Cut off after task 2 (or, for a distilled memory, in the middle of task 2's memory
+    distillation, which the resume continues from its own checkpoint)."""
+    import distill.continual.memory as memory_module
     from distill.continual import run_continual
 
     kind, _, memory = learner.partition("-")
@@ -117,18 +120,37 @@ def test_an_interrupted_and_resumed_stream_equals_an_uninterrupted_one(tmp_path,
     config = load_config(None, overrides + ([f"continual.memory={memory}"] if memory else []))
     run_continual(config, tmp_path / "whole")
 
-    def interrupt(task):
+    distill_calls = []
+    original = memory_module.distill
+
+    def distill_cut_in_task_2(*args, checkpoint=None, **kwargs):
+        distill_calls.append((args[5].path.name, checkpoint is None))
+        cut = args[5].path.name == "task_02" and len(distill_calls) == 2
+
+        def interrupt(done):
+            if cut and done == 2:
+                raise KeyboardInterrupt
+
+        return original(*args, checkpoint=checkpoint, on_iteration=interrupt, **kwargs)
+
+    def interrupt_after(task):
         if task == 2:
             raise KeyboardInterrupt
 
+    monkeypatch.setattr(memory_module, "distill", distill_cut_in_task_2)
     with pytest.raises(KeyboardInterrupt):
-        run_continual(config, tmp_path / "cut", on_task=interrupt)
-    assert not (tmp_path / "cut" / "continual.json").exists()
+        run_continual(config, tmp_path / "cut", on_task=None if memory == "distilled" else interrupt_after)
+    assert not (tmp_path / "cut" / "metrics.json").exists()
     assert main(["show", str(tmp_path / "cut")]) == 0
-    assert "unfinished after 2 of 3 tasks" in capsys.readouterr().out
-    with pytest.raises(UserError, match="pass --resume"):
-        run_continual(config, tmp_path / "cut")
+    done = 1 if memory == "distilled" else 2
+    assert f"unfinished after {done} of 3 tasks" in capsys.readouterr().out
+    assert main(["run", str(tmp_path / "cut" / "config.yaml"), "-o", str(tmp_path / "cut")]) == 2
+    assert "already holds an unfinished run; pass --resume" in capsys.readouterr().err
+    assert main(["run", "-o", str(tmp_path / "cut")]) == 2  # the bundled default must not overwrite it either
+    assert "already holds a run; pass --resume" in capsys.readouterr().err
     assert main(["run", "-o", str(tmp_path / "cut"), "--resume"]) == 0
+    if memory == "distilled":
+        assert distill_calls == [("task_01", True), ("task_02", True), ("task_02", False), ("task_03", True)]
 
     whole, resumed = (json.loads((tmp_path / run / "continual.json").read_text()) for run in ("whole", "cut"))
     for key in ("accuracy_matrix", "initial_accuracy", "projections", "acc", "bwt", "fwt"):
@@ -137,5 +159,25 @@ def test_an_interrupted_and_resumed_stream_equals_an_uninterrupted_one(tmp_path,
         memories = [torch.load(tmp_path / run / "memory.pt", weights_only=True) for run in ("whole", "cut")]
         for a, b in zip(memories[0]["x"] + memories[0]["y"], memories[1]["x"] + memories[1]["y"]):
             assert torch.equal(a, b)
-    with pytest.raises(UserError, match="already holds a continual run"):
-        run_continual(config, tmp_path / "cut", resume=True)
+    assert main(["run", "-o", str(tmp_path / "cut"), "--resume"]) == 2
+    assert "has finished all its tasks; there is nothing to resume" in capsys.readouterr().err
+
+
+def test_a_stream_cut_off_in_its_first_task_says_how_to_start_again(tmp_path, capsys, monkeypatch):
+    import distill.continual.run as run_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    config = load_config(None, TINY + ["continual.learner=single", "continual.stream.samples_per_task=100"])
+    monkeypatch.setattr(run_module, "train_task", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, tmp_path)
+    monkeypatch.undo()
+    assert main(["show", str(tmp_path)]) == 0
+    assert f"unfinished before its first task ended (start it again: distill run {tmp_path / 'config.yaml'} -o {tmp_path})" in capsys.readouterr().out
+    assert main(["run", "-o", str(tmp_path), "--resume"]) == 2
+    assert "interrupted before its first task ended" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "config.yaml"), "-o", str(tmp_path)]) == 0
+    assert main(["run", "-o", str(tmp_path), "--resume", "--set=seed=1"]) == 2
+    assert "--set cannot change a run that is resumed" in capsys.readouterr().err

@@ -54,7 +54,7 @@ class Learner(Protocol):
         """Keep what the learner needs of the task that just ended."""
 
     def state_dict(self) -> dict:
-        """What it has kept, as tensors (for a checkpoint)."""
+        """What it has kept (tensors and numbers), for a checkpoint."""
 
     def load_state_dict(self, state: dict, heads: list[FunctionalNet]) -> None:
         """Restore ``state_dict()``; ``heads`` are the stream's task networks in order."""

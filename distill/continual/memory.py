@@ -7,12 +7,10 @@ has when it later takes the memory's gradient (Wang et al., Sec. 3.6).
 
 from __future__ import annotations
 
-import time
-
 import torch
 from torch import Tensor
 
-from ..config import Config, EvalConfig, RunConfig, SyntheticConfig
+from ..config import Config, EvalConfig, RunConfig, SyntheticConfig, validate
 from ..distiller import RealData, distill
 from ..functional import FunctionalNet
 from ..inits import RandomInit
@@ -45,19 +43,23 @@ def memory_distill_config(config: Config, seed: int) -> Config:
 
 def distilled_memory(
     config: Config, head: FunctionalNet, x: Tensor, y: Tensor, num_classes: int, run: RunDir, seed: int,
+    resume: bool = False,
 ) -> tuple[tuple[Tensor, Tensor], DistilledData, float]:
     """Distill the task ``(x, y)`` (labels ``0 … num_classes−1``) into ``memory_per_task``
-    samples; returns the memory ``(x̃, ỹ)``, the DistilledData and the seconds it took.
-    The distillation's log and checkpoint go to ``run``."""
+    samples; returns the memory ``(x̃, ỹ)``, the DistilledData and the distillation's seconds
+    (summed over resumes). ``run`` gets the distillation's config, log and checkpoint; with
+    ``resume``, a checkpoint there of the same config is continued."""
     memory_config = memory_distill_config(config, seed)
     syn = memory_config.synthetic
     gen = torch.Generator().manual_seed(seed)
     real = (x.cpu(), y.cpu()) if syn.data_init == "real" else None
     data = DistilledData.create(syn.n, syn.steps, syn.epochs, tuple(x.shape[1:]), num_classes, syn.lr_init, real, gen).to(x.device)
     sampler = RandomInit(head, memory_config.init.scheme, memory_config.init.gain, seed)
+    same_run = resume and run.checkpoint.exists() and run.config.exists() and validate(run.read_config()) == memory_config
+    checkpoint = run.load_checkpoint() if same_run else None
     run.create()
-    started = time.perf_counter()
-    distill(memory_config, data, head, sampler, RealData(x, y, x, y), run)
-    seconds = time.perf_counter() - started
+    run.write_config(memory_config.model_dump(mode="json"))
+    distill(memory_config, data, head, sampler, RealData(x, y, x, y), run, checkpoint=checkpoint)
+    seconds = float(run.read_log()[-1]["seconds"])
     memory = (data.x.detach().reshape(syn.n, *x.shape[1:]), data.labels.detach().reshape(syn.n))
     return memory, data.cpu(), seconds

@@ -64,49 +64,37 @@ CHECKPOINT_KEYS = {"tasks_done", "theta", "accuracy_matrix", "initial_accuracy",
                    "learner", "shuffle", "memory_gen", "seconds"}
 
 
-def save_checkpoint(run: RunDir, state: dict[str, Any]) -> None:
-    """The run's state after a task (``checkpoint.pt``), written atomically."""
-    atomic_write(run.checkpoint, lambda tmp: torch.save(state, tmp))
-
-
-def load_checkpoint(run: RunDir, device: torch.device) -> dict[str, Any]:
-    if not run.checkpoint.exists():
-        raise UserError(f"no checkpoint at {run.checkpoint}: the run never finished a task; start it again without --resume")
-    try:
-        state = torch.load(run.checkpoint, weights_only=True, map_location=device)
-    except Exception as error:
-        raise UserError(f"the checkpoint {run.checkpoint} is corrupt ({error}); start the run again without --resume") from None
-    missing = CHECKPOINT_KEYS - set(state)
-    if missing:
-        raise UserError(f"the checkpoint {run.checkpoint} is corrupt: it lacks {', '.join(sorted(missing))}")
-    return state
-
-
 def run_continual(
     config: Config, out: str | Path, resume: bool = False, on_task: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``config.continual.learner`` on the stream, task after task, into ``out``.
 
     After every task the state (weights, accuracy rows, learner memory, random streams)
-    goes to ``checkpoint.pt``; ``resume`` continues from it and ends exactly as an
-    uninterrupted run. ``on_task(k)`` is called after task ``k`` (1-based) is saved.
+    goes to ``checkpoint.pt``; ``resume`` continues from it (and a task's memory
+    distillation from its own checkpoint) and ends exactly as an uninterrupted run.
+    ``on_task(k)`` is called after task ``k`` (1-based) is saved.
     """
     c = config.continual
     run = RunDir(out)
-    results = run.path / "continual.json"
-    if results.exists():
-        raise UserError(f"{run.path} already holds a continual run; choose another -o")
-    if resume and validate(run.read_config()) != config:
-        raise UserError(f"cannot resume {run.path} with a different config; omit CONFIG to use the run's own")
-    if not resume and run.checkpoint.exists():
-        raise UserError(f"{run.path} already holds a continual run; pass --resume to continue it or choose another -o")
+    if resume:
+        if validate(run.read_config()) != config:
+            raise UserError(f"cannot resume {run.path} with a different config; omit CONFIG to use the run's own")
+        if run.metrics.exists():
+            raise UserError(f"{run.path} has finished all its tasks; there is nothing to resume (see: distill show {run.path})")
+        if not run.checkpoint.exists():
+            raise UserError(f"{run.path} was interrupted before its first task ended, so it has no checkpoint; "
+                            f"start it again with: distill run {run.config} -o {run.path}")
+    elif run.metrics.exists():
+        raise UserError(f"{run.path} already holds a finished run; choose another -o")
+    elif run.checkpoint.exists():
+        raise UserError(f"{run.path} already holds an unfinished run; pass --resume to continue it or choose another -o")
     device = resolve_device(config.run.device)
     dataset, tasks = load_stream(
         c.stream.name, c.stream.tasks, c.stream.samples_per_task, c.stream.classes_per_task,
         seed=config.seed, root=config.dataset.root, download=config.dataset.download,
     )
     check_memory(tasks, c.memory_per_task, c.memory == "distilled")
-    checkpoint = load_checkpoint(run, device) if resume else None
+    checkpoint = run.read_checkpoint(CHECKPOINT_KEYS, map_location=device) if resume else None
     run.create()
     run.write_config(config.model_dump(mode="json"))
 
@@ -124,7 +112,10 @@ def run_continual(
         theta, R, initial = checkpoint["theta"], checkpoint["accuracy_matrix"].cpu(), checkpoint["initial_accuracy"].cpu()
         train_seconds, distill_seconds = checkpoint["train_seconds"], checkpoint["distill_seconds"]
         done, earlier = checkpoint["tasks_done"], checkpoint["seconds"]
-        learner.load_state_dict(checkpoint["learner"], heads)
+        try:
+            learner.load_state_dict(checkpoint["learner"], heads)
+        except (KeyError, TypeError) as error:
+            raise UserError(f"the checkpoint {run.checkpoint} is corrupt: its learner state lacks {error}") from None
         shuffle.set_state(checkpoint["shuffle"].cpu())
         memory_gen.set_state(checkpoint["memory_gen"].cpu())
 
@@ -147,10 +138,11 @@ def run_continual(
             memory = real_memory(x, y, c.memory_per_task, memory_gen)
         elif c.learner == "gem":
             task_run = RunDir(run.path / "memory" / f"task_{k + 1:02d}")
-            memory, _, seconds = distilled_memory(config, heads[k], x, y, len(task.classes), task_run, config.seed + k)
+            memory, _, seconds = distilled_memory(config, heads[k], x, y, len(task.classes), task_run, config.seed + k,
+                                                  resume=checkpoint is not None and k == done)
             distill_seconds.append(round(seconds, 3))
         learner.end_task(theta, heads[k], x, y, memory)
-        save_checkpoint(run, {
+        run.write_checkpoint({
             "tasks_done": k + 1, "theta": theta, "accuracy_matrix": R, "initial_accuracy": initial,
             "train_seconds": train_seconds, "distill_seconds": distill_seconds, "learner": learner.state_dict(),
             "shuffle": shuffle.get_state(), "memory_gen": memory_gen.get_state(), "seconds": time.perf_counter() - started,
@@ -168,7 +160,7 @@ def run_continual(
         "train_seconds": train_seconds, "distill_seconds": distill_seconds,
         "projections": getattr(learner, "projections", None),
     }
-    results.write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write(run.path / "continual.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))
     save_accuracy_matrix(run.path / "continual.png", R, f"{c.stream.name}, {_label(config)}: ACC {100 * figures['acc']:.1f}%")
     if c.learner == "gem":
         memories = learner.state_dict()
@@ -208,9 +200,13 @@ def summarize_continual(run: RunDir, config: Config) -> str:
         + (f", memory {c.memory_per_task} per task, margin {c.memory_strength:g}" if c.learner == "gem" else ""),
     ]
     results = run.path / "continual.json"
-    if not results.exists():
-        done = load_checkpoint(run, torch.device("cpu"))["tasks_done"] if run.checkpoint.exists() else 0
-        return "\n".join(lines + [f"status     unfinished after {done} of {c.stream.tasks} tasks (continue with: distill run -o DIR --resume)"])
+    if not run.metrics.exists():
+        if not run.checkpoint.exists():
+            status = f"unfinished before its first task ended (start it again: distill run {run.config} -o {run.path})"
+        else:
+            done = run.read_checkpoint(CHECKPOINT_KEYS)["tasks_done"]
+            status = f"unfinished after {done} of {c.stream.tasks} tasks (continue with: distill run -o {run.path} --resume)"
+        return "\n".join(lines + [f"status     {status}"])
     record = json.loads(results.read_text())
     lines.append(f"result     ACC {100 * record['acc']:.2f}%, BWT {100 * record['bwt']:+.2f}, FWT {100 * record['fwt']:+.2f}")
     if record["distill_seconds"]:
