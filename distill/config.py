@@ -117,6 +117,14 @@ class EvalConfig(Section):
     every: int = Field(0, ge=0)
     models_during: PositiveInt = 10
     batch_size: PositiveInt = 2048
+    select: Literal["last", "best_train"] = "last"
+    select_samples: PositiveInt = 10000
+
+    @model_validator(mode="after")
+    def _selection_needs_evaluations(self) -> "EvalConfig":
+        if self.select == "best_train" and self.every == 0:
+            raise ValueError("eval.select: best_train chooses among the periodic evaluations; set eval.every > 0")
+        return self
 
 
 class RunConfig(Section):

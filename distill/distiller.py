@@ -24,14 +24,15 @@ from tqdm import tqdm
 
 from .config import Config
 from .errors import DivergenceError
-from .evaluate import evaluate
+from .evaluate import accuracies, trained_networks
 from .functional import FunctionalNet
 from .inits import InitSampler, generator
-from .rundir import RunDir
+from .rundir import RunDir, atomic_write
 from .synthetic import DistilledData
 from .unroll import HyperGradient, hypergradient
 
 BATCH_STREAM = 3
+SELECT_STREAM = 8
 
 
 @dataclass
@@ -86,6 +87,7 @@ def distill(
         schedule.load_state_dict(checkpoint["schedule"])
         start, seconds_before = checkpoint["iteration"], checkpoint["seconds"]
     run.start_log(keep_until=start)
+    selection = BestOnTrain(config, real, run) if config.eval.select == "best_train" else None
 
     clock = time.perf_counter() - seconds_before
     progress = tqdm(range(start, iterations), initial=start, total=iterations, desc="distill", disable=not config.run.progress)
@@ -110,14 +112,21 @@ def distill(
                 schedule.step()
                 done = completed = iteration + 1
 
-            evaluate_now = config.eval.every > 0 and done % config.eval.every == 0
+            evaluate_now = config.eval.every > 0 and (done % config.eval.every == 0 or (selection is not None and done == iterations))
             if evaluate_now or done % config.run.log_every == 0 or done == iterations:
-                acc = None
+                acc = select_acc = None
                 if evaluate_now:
                     held = sampler.held_out(config.eval.models_during).to(real.train_x.device)
-                    acc = evaluate(net, data, held, real.test_x, real.test_y, config.eval.batch_size).test_acc.mean
-                row = _log_row(done, done / batches.per_epoch, result.loss, data, optimizer, grad_norm_max, time.perf_counter() - clock, acc)
-                run.append_log(row)
+                    trained = trained_networks(net, data, held)
+                    acc = accuracies(net, trained, real.test_x, real.test_y, config.eval.batch_size).mean().item()
+                    if selection is not None:
+                        select_acc = selection.score(net, trained, config.eval.batch_size)
+                row = _log_row(done, done / batches.per_epoch, result.loss, data, optimizer, grad_norm_max,
+                               time.perf_counter() - clock, acc, select_acc)
+                with deferred_interrupts():
+                    run.append_log(row)
+                    if select_acc is not None and selection.offer(select_acc, data):
+                        run.save_checkpoint(done, data, optimizer, schedule, sampler, time.perf_counter() - clock)
                 grad_norm_max = 0.0
                 progress.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr_mean']:.4f}")
             if done % config.run.checkpoint_every == 0 or done == iterations:
@@ -129,7 +138,38 @@ def distill(
         raise
     finally:
         progress.close()
+    if selection is not None:
+        selection.restore(data)
     return data
+
+
+class BestOnTrain:
+    """``eval.select: best_train``: of the data at the periodic evaluations, keep (in
+    ``best.pt``) the one whose held-out networks, trained on it, score the highest accuracy
+    ``1/M Σ_m 1[argmax f(x_m; θ_T) = y_m]`` on ``M = eval.select_samples`` real *training*
+    samples, drawn once from stream ``(seed, SELECT_STREAM)``; the test split is never
+    looked at. Its best score so far is read back from ``log.csv`` on a resume."""
+
+    def __init__(self, config: Config, real: RealData, run: RunDir) -> None:
+        chosen = torch.randperm(len(real.train_y), generator=generator(config.seed, SELECT_STREAM))[: config.eval.select_samples]
+        chosen = chosen.to(real.train_x.device)
+        self.x, self.y, self.path = real.train_x[chosen], real.train_y[chosen], run.best
+        self.best = max((float(r["select_acc"]) for r in run.read_log() if r.get("select_acc")), default=-1.0)
+
+    def score(self, net: FunctionalNet, trained: Tensor, batch_size: int) -> float:
+        return round(accuracies(net, trained, self.x, self.y, batch_size).mean().item(), 5)
+
+    def offer(self, score: float, data: DistilledData) -> bool:
+        """Keep ``data`` if ``score`` beats every earlier one; says whether it did."""
+        if score <= self.best:
+            return False
+        self.best = score
+        atomic_write(self.path, lambda tmp: torch.save(data.state_dict(), tmp))
+        return True
+
+    def restore(self, data: DistilledData) -> None:
+        """Load the kept data into ``data`` (in place)."""
+        data.load_state_dict(torch.load(self.path, weights_only=True, map_location=data.x.device))
 
 
 @contextmanager
@@ -179,7 +219,8 @@ def apply_gradients(
 
 
 def _log_row(
-    done: int, epoch: float, loss: Tensor, data: DistilledData, optimizer, grad_norm_max: float, seconds: float, acc: float | None
+    done: int, epoch: float, loss: Tensor, data: DistilledData, optimizer, grad_norm_max: float, seconds: float,
+    acc: float | None, select_acc: float | None,
 ) -> dict:
     lrs = data.lrs().detach()
     return {
@@ -193,4 +234,5 @@ def _log_row(
         "grad_norm_max": f"{grad_norm_max:.4g}",
         "seconds": round(seconds, 3),
         "test_acc": "" if acc is None else round(acc, 5),
+        "select_acc": "" if select_acc is None else round(select_acc, 5),
     }

@@ -63,12 +63,16 @@ def accuracies(net: FunctionalNet, thetas: Tensor, x: Tensor, y: Tensor, batch_s
     return correct / len(y)
 
 
+def trained_networks(net: FunctionalNet, data: DistilledData, thetas0: Tensor) -> Tensor:
+    """``θ_T`` of every row of ``thetas0`` ([N, P]) after the distilled steps, ``MODELS_PER_CHUNK`` at a time."""
+    x, labels, lrs = (t.detach().to(thetas0.device) for t in (data.x, data.targets(), data.lrs()))
+    return torch.cat([train(net, chunk, x, labels, lrs) for chunk in torch.split(thetas0, MODELS_PER_CHUNK)])
+
+
 def evaluate(net: FunctionalNet, data: DistilledData, thetas0: Tensor, test_x: Tensor, test_y: Tensor, batch_size: int = 2048) -> Evaluation:
     """Train every row of ``thetas0`` on ``data`` and test it, ``MODELS_PER_CHUNK`` at a time."""
-    device = thetas0.device
-    x, labels, lrs = (t.detach().to(device) for t in (data.x, data.targets(), data.lrs()))
     before, after = [], []
     for chunk in torch.split(thetas0, MODELS_PER_CHUNK):
         before.append(accuracies(net, chunk, test_x, test_y, batch_size))
-        after.append(accuracies(net, train(net, chunk, x, labels, lrs), test_x, test_y, batch_size))
+        after.append(accuracies(net, trained_networks(net, data, chunk), test_x, test_y, batch_size))
     return Evaluation(test_acc=Accuracy.of(torch.cat(after)), before=Accuracy.of(torch.cat(before)))

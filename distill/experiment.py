@@ -167,6 +167,8 @@ def run_experiment(
         "lrs": [round(v, 6) for v in data.lrs().tolist()],
         "device": str(setup.device),
     }
+    if config.eval.select == "best_train":
+        metrics["selected"] = selected_evaluation(run.read_log())
     if config.init.pool is not None:
         metrics["pool"] = config.init.pool
     if earlier_evaluations:
@@ -211,6 +213,14 @@ def evaluate_run(out: str | Path, models: int | None = None) -> Evaluation:
     return evaluation
 
 
+def selected_evaluation(log: list[dict[str, str]]) -> dict[str, float | int]:
+    """The periodic evaluation ``eval.select: best_train`` kept: the first with the highest
+    training-sample accuracy, with the test accuracy logged there."""
+    rows = [r for r in log if r.get("select_acc")]
+    best = max(rows, key=lambda r: float(r["select_acc"]))
+    return {"iteration": int(best["iteration"]), "select_acc": float(best["select_acc"]), "test_acc": float(best["test_acc"])}
+
+
 def summarize_run(out: str | Path) -> str:
     """A readable summary of a run directory: what was run, how it went, what it reached."""
     run = RunDir(out)
@@ -238,6 +248,10 @@ def summarize_run(out: str | Path) -> str:
         acc, before = m["test_acc"], m["before_acc"]
         lines.append(f"test acc   {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} over {acc['n']} networks "
                      f"(before training: {100 * before['mean']:.2f}%)")
+        if "selected" in m:
+            sel = m["selected"]
+            lines.append(f"selected   the data of iteration {sel['iteration']} of {m['iterations']} "
+                         f"(best accuracy on training samples: {100 * sel['select_acc']:.2f}%)")
         lines.append(f"lrs        " + " ".join(f"{v:.4f}" for v in m["lrs"]))
         for e in m.get("evaluations", []):
             lines.append(f"eval       {e['models']} networks: {100 * e['test_acc']['mean']:.2f}% ± {100 * e['test_acc']['std']:.2f}")

@@ -20,7 +20,9 @@ import yaml
 from .config import read_yaml
 from .errors import UserError
 
-LOG_FIELDS = ("iteration", "epoch", "loss", "lr_min", "lr_mean", "lr_max", "outer_lr", "grad_norm_max", "seconds", "test_acc")
+LOG_FIELDS = (
+    "iteration", "epoch", "loss", "lr_min", "lr_mean", "lr_max", "outer_lr", "grad_norm_max", "seconds", "test_acc", "select_acc",
+)
 
 
 def atomic_write(path: Path, write) -> None:
@@ -43,6 +45,7 @@ class RunDir:
         self.config = self.path / "config.yaml"
         self.checkpoint = self.path / "checkpoint.pt"
         self.distilled = self.path / "distilled.pt"
+        self.best = self.path / "best.pt"
         self.log = self.path / "log.csv"
         self.metrics = self.path / "metrics.json"
         self.grid = self.path / "grid.png"

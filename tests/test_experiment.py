@@ -28,7 +28,7 @@ def test_run_directory_contract(quick_config, tmp_path):
     assert saved["n_distilled"] == 20 and saved["steps"] == 2 and saved["epochs"] == 2
     rows = list(csv.DictReader(open(out / "log.csv")))
     assert [int(r["iteration"]) for r in rows] == [2, 4, 6]
-    assert list(rows[0]) == ["iteration", "epoch", "loss", "lr_min", "lr_mean", "lr_max", "outer_lr", "grad_norm_max", "seconds", "test_acc"]
+    assert list(rows[0]) == ["iteration", "epoch", "loss", "lr_min", "lr_mean", "lr_max", "outer_lr", "grad_norm_max", "seconds", "test_acc", "select_acc"]
     assert all(float(r["grad_norm_max"]) > 0 for r in rows)
     torch.load(out / "checkpoint.pt", weights_only=True)
     torch.load(out / "distilled.pt", weights_only=True)
