@@ -122,7 +122,8 @@ def report_row(row: dict) -> str:
     if paper and not paper.get("checked", True):
         paper_text += " †"
     if not run.metrics.exists():
-        return f"| {row['name']} | {row['what']} | not run | {paper_text} | — | — | — | — | {paper.get('source', '')} |"
+        status = f"stopped: {row['stopped']}" if "stopped" in row else "not run"
+        return f"| {row['name']} | {row['what']} | {status} | {paper_text} | — | — | — | — | {paper.get('source', '')} |"
     m = run.read_metrics()
     acc = m["test_acc"]
     ours = 100 * acc["mean"]
@@ -132,6 +133,8 @@ def report_row(row: dict) -> str:
         full = full_iterations(row)
         done = m["iterations"]
         iterations = f"{done:,}" + ("" if done >= full else f" of {full:,} (shortened)")
+        if "selected" in m:
+            iterations += f"; the data of iteration {m['selected']['iteration']:,}, best on training samples"
         seconds = m["seconds"] + m.get("eval_seconds", 0)
     else:
         seconds = m["seconds"]
