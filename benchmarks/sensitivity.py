@@ -70,7 +70,7 @@ def main() -> None:
     p.add_argument("-o", "--out", type=Path, default=ROOT / "benchmarks" / "results" / "sensitivity.md")
     args = p.parse_args()
 
-    lines = [
+    header = [
         "# Sensitivity of fixed-init results to small changes of the distilled images",
         "",
         "Written by `benchmarks/sensitivity.py`: test accuracy (%) of each run's own network trained on",
@@ -79,15 +79,24 @@ def main() -> None:
         "| run | unperturbed | σ | mean ± std | min | max |",
         "| --- | --: | --: | --: | --: | --: |",
     ]
+    new = []
     for run_dir in args.runs:
         result = perturbed_accuracies(run_dir, args.root, args.sigmas, args.draws)
         for sigma, acc in result["rows"].items():
             acc = 100 * acc
-            lines.append(f"| {run_dir.name} | {100 * result['unperturbed']:.2f} | {sigma:g} | "
-                         f"{acc.mean():.2f} ± {acc.std():.2f} | {acc.min():.2f} | {acc.max():.2f} |")
-    text = "\n".join(lines) + "\n"
+            new.append(f"| {run_dir.name} | {100 * result['unperturbed']:.2f} | {sigma:g} | "
+                       f"{acc.mean():.2f} ± {acc.std():.2f} | {acc.min():.2f} | {acc.max():.2f} |")
+    text = "\n".join(header + kept_rows(args.out, {r.name for r in args.runs}) + new) + "\n"
     print(text)
     args.out.write_text(text)
+
+
+def kept_rows(path: Path, replaced: set[str]) -> list[str]:
+    """The table rows already in ``path`` for runs other than ``replaced`` (measured earlier)."""
+    if not path.exists():
+        return []
+    rows = [line for line in path.read_text().splitlines() if line.startswith("| ") and not line.startswith(("| run ", "| ---"))]
+    return [row for row in rows if row.split("|")[1].strip() not in replaced]
 
 
 if __name__ == "__main__":
