@@ -117,17 +117,18 @@ def run_experiment(
     """Run ``config`` into the run directory ``out`` and return its metrics.
 
     With ``resume``, continue from ``out/checkpoint.pt``; the run's own ``config.yaml``
-    must then equal ``config``. ``method: continual`` runs go to ``continual.run_continual``.
+    must then equal ``config`` (checked here for every method). ``method: continual`` runs
+    go to ``continual.run_continual``.
     """
+    run = RunDir(out)
+    if resume and validate(run.read_config()) != config:
+        raise UserError(f"cannot resume {run.path} with a different config; omit CONFIG to use the run's own")
     if config.method == "continual":
         from .continual import run_continual
 
         return run_continual(config, out, resume=resume)
-    run = RunDir(out)
     checkpoint, earlier_evaluations = None, []
     if resume:
-        if validate(run.read_config()) != config:
-            raise UserError(f"cannot resume {run.path} with a different config; omit CONFIG to use the run's own")
         checkpoint = run.load_checkpoint()
         if run.metrics.exists():
             earlier_evaluations = run.read_metrics().get("evaluations", [])

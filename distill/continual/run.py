@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ..config import Config, validate
+from ..config import Config
 from ..datasets.streams import Task, load_stream
 from ..errors import DivergenceError, UserError
 from ..evaluate import accuracies
@@ -76,9 +76,7 @@ def run_continual(
     """
     c = config.continual
     run = RunDir(out)
-    if resume:
-        if validate(run.read_config()) != config:
-            raise UserError(f"cannot resume {run.path} with a different config; omit CONFIG to use the run's own")
+    if resume:  # run_experiment has checked that the run's config.yaml is this config
         if run.metrics.exists():
             raise UserError(f"{run.path} has finished all its tasks; there is nothing to resume (see: distill show {run.path})")
         if not run.checkpoint.exists():
