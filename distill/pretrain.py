@@ -32,6 +32,7 @@ from .pool import Architecture, Pool
 from .rundir import atomic_write
 
 POOL_STREAM = 5
+LAST_BATCH = "kept"  # how a pass treats its last partial batch; pools before it dropped it (no entry)
 
 
 def source_dataset(config: Config) -> ArrayDataset:
@@ -84,6 +85,7 @@ def pretrain(config: Config, out: str | Path, resume: bool = False, on_epoch: Ca
         "seeds": [[config.seed, POOL_STREAM, i] for i in range(settings.networks)],
         "init": {"scheme": config.init.scheme, "gain": config.init.gain},
         "pretrain": settings.model_dump(mode="json", exclude={"dataset"}),
+        "last_batch": LAST_BATCH,
     }
     state = {"meta": meta, "architecture": architecture.as_dict(), "thetas": torch.zeros(0, net.num_params),
              "test_acc": torch.zeros(0), "chunk": None}
@@ -91,6 +93,9 @@ def pretrain(config: Config, out: str | Path, resume: bool = False, on_epoch: Ca
         if not checkpoint.path.exists():
             raise UserError(f"nothing to resume: no partial pool at {checkpoint.path}")
         state = checkpoint.load()
+        if state.get("meta", {}).get("last_batch") != LAST_BATCH:
+            raise UserError(f"{checkpoint.path} was started by an older distill whose passes dropped their last partial batch; "
+                            "it cannot be continued exactly: delete it and start again")
         if state.get("meta") != meta or state.get("architecture") != architecture.as_dict():
             raise UserError(f"cannot resume {checkpoint.path} with a different config; use the config that started it")
 

@@ -37,6 +37,7 @@ def test_pool_file_holds_trained_networks_and_their_provenance(tmp_path):
     assert state["input_shape"] == [1, 4, 4] and state["num_classes"] == 10
     assert state["source"]["name"] == "digits" and state["source"]["resize"] == 4
     assert state["seeds"] == [[0, POOL_STREAM, i] for i in range(3)]
+    assert state["last_batch"] == "kept"
     assert len({tuple(t[:4].tolist()) for t in pool.thetas}) == 3  # each network from its own init
     assert (pool.test_acc > 0.5).all()  # far above the 10% of chance after two epochs
     assert not (tmp_path / "pool.pt.partial").exists()
@@ -94,3 +95,20 @@ def test_existing_pool_and_missing_partial_are_user_errors(tmp_path):
         pretrain(small_config(), tmp_path / "pool.pt")
     with pytest.raises(UserError, match="nothing to resume"):
         pretrain(small_config(), tmp_path / "other.pt", resume=True)
+
+
+def test_partial_pool_from_the_drop_last_rule_is_refused(tmp_path):
+    """A partial pool without the batch rule in its meta was trained dropping last batches."""
+    config = small_config()
+
+    def interrupt(first, epoch):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(config, tmp_path / "pool.pt", on_epoch=interrupt)
+    partial = tmp_path / "pool.pt.partial"
+    state = torch.load(partial, weights_only=True)
+    del state["meta"]["last_batch"]
+    torch.save(state, partial)
+    with pytest.raises(UserError, match="older distill whose passes dropped"):
+        pretrain(config, tmp_path / "pool.pt", resume=True)
