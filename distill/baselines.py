@@ -181,6 +181,20 @@ def grid_search(
     return cells[best], [{**cell.describe(), "val_acc": score} for cell, score in zip(cells, scores)]
 
 
+def grid_edge(cell: Schedule, lr_grid: list[float], epoch_grid: list[int]) -> str | None:
+    """Why a longer or wider grid might do better: the chosen constant-rate cell lies on the
+    grid's largest epoch count or its smallest or largest learning rate (``None`` otherwise)."""
+    if cell.lr is None:
+        return None
+    edges = []
+    if len(epoch_grid) > 1 and cell.epochs == max(epoch_grid):
+        edges.append(f"the largest epoch count ({cell.epochs}); try larger baseline.epochs")
+    if len(lr_grid) > 1 and cell.lr in (min(lr_grid), max(lr_grid)):
+        side = "smallest" if cell.lr == min(lr_grid) else "largest"
+        edges.append(f"the {side} learning rate ({cell.lr:g}); try a wider baseline.lrs")
+    return "the chosen cell is at " + " and ".join(edges) if edges else None
+
+
 def best_sets(sets: list[tuple[Tensor, Tensor]], scores: list[float], keep: float) -> list[tuple[Tensor, Tensor]]:
     """``optimized_real``: the ``⌈keep · len(sets)⌉`` sets of highest ``scores``, best first."""
     order = np.argsort(scores, kind="stable")[::-1][: math.ceil(keep * len(sets))]

@@ -221,6 +221,8 @@ def baseline_command(args: argparse.Namespace) -> int:
                else f"lr {metrics['lr']}, {metrics['epochs']} epochs")
     print(f"{args.method}: test accuracy {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} over {acc['n']} "
           f"{'sets' if args.method == 'knn' else 'networks'} ({setting}; {metrics['seconds']:.0f} s); results in {out}")
+    if metrics.get("grid_edge"):
+        print(f"note: {metrics['grid_edge']}")
     return 0
 
 

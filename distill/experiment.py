@@ -352,8 +352,10 @@ def training_baseline(setup: Setup, split: BaselineSplit, run: RunDir) -> dict[s
     else:
         sets = [B.average_real(split.pool_x, split.pool_y, split.per_class, ds.num_classes)]
     learned = learned_lrs(opts.distilled_run, steps) if opts.distilled_run else None
-    cells = B.schedules(steps, opts.lrs, sorted(set(opts.epochs) | {config.synthetic.epochs}), learned)
+    epoch_grid = sorted(set(opts.epochs) | {config.synthetic.epochs})
+    cells = B.schedules(steps, opts.lrs, epoch_grid, learned)
     cell, grid = B.grid_search(net, sets, steps, cells, ds.num_classes, search, split.val_x, split.val_y, batch)
+    edge = B.grid_edge(cell, opts.lrs, epoch_grid)
     if method == "optimized_real":
         scores = [B.pooled_accuracies(net, [s], steps, cell.lrs, ds.num_classes, search, split.val_x, split.val_y, batch).mean().item()
                   for s in sets]
@@ -367,7 +369,7 @@ def training_baseline(setup: Setup, split: BaselineSplit, run: RunDir) -> dict[s
     save_pictures(run, data, ds)
     return {"steps": steps, "epochs": cell.epochs, "lr": cell.describe()["lr"], "test_acc": Accuracy.of(test).as_dict(),
             "sets": len(sets), "search_models": opts.search_models, "eval_seconds": eval_seconds, "grid": grid,
-            "lrs": [round(v, 6) for v in data.lrs().tolist()]}
+            "lrs": [round(v, 6) for v in data.lrs().tolist()], **({"grid_edge": edge} if edge else {})}
 
 
 def learned_lrs(run_dir: str, steps: int) -> torch.Tensor:
@@ -494,4 +496,5 @@ def summarize_baseline(run: RunDir, config: Config) -> str:
         f"chosen     {setting} (on {m['search_samples']} held-out training samples)",
         f"test acc   {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} over {acc['n']} {'sets' if m['method'] == 'knn' else 'networks'}",
         f"time       {m['seconds']:.0f} s",
+        *([f"note       {m['grid_edge']}"] if m.get("grid_edge") else []),
     ])

@@ -127,6 +127,16 @@ def test_grid_search_prefers_a_learning_rate_that_learns():
     assert grid[1]["val_acc"] > grid[0]["val_acc"] + 0.2
 
 
+def test_grid_edge_names_the_edges_the_chosen_cell_lies_on():
+    lrs, epochs = [0.01, 0.1, 0.3], [1, 3, 5]
+    assert B.grid_edge(B.Schedule(0.1, 3, torch.zeros(3)), lrs, epochs) is None
+    assert "largest epoch count (5)" in B.grid_edge(B.Schedule(0.1, 5, torch.zeros(5)), lrs, epochs)
+    both = B.grid_edge(B.Schedule(0.01, 5, torch.zeros(5)), lrs, epochs)
+    assert "largest epoch count" in both and "smallest learning rate (0.01)" in both
+    assert "largest learning rate (0.3)" in B.grid_edge(B.Schedule(0.3, 1, torch.zeros(1)), lrs, epochs)
+    assert B.grid_edge(B.Schedule(None, 5, torch.zeros(5)), lrs, epochs) is None  # learned rates: no edge
+
+
 def test_best_sets_keep_the_best_fraction_best_first():
     sets = [(torch.full((1,), float(i)), torch.zeros(1)) for i in range(5)]
     kept = B.best_sets(sets, [0.3, 0.9, 0.1, 0.5, 0.8], keep=0.5)
@@ -149,7 +159,8 @@ def test_baseline_command_writes_a_run_directory(method, tmp_path, capsys):
     quick = [*QUICK, "baseline.sets=2", "baseline.candidates=4", "baseline.lrs=[0.1,0.3]", "baseline.epochs=[1]",
              "baseline.search_models=2", "baseline.search_samples=200"]
     assert main(["baseline", "experiments/digits.yaml", "--method", method, "-o", str(out), *sets(*quick)]) == 0
-    assert method in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert method in printed
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("method", "dataset", "model", "init", "n_distilled", "steps", "epochs", "test_acc", "seconds"):
         assert key in metrics
@@ -161,9 +172,13 @@ def test_baseline_command_writes_a_run_directory(method, tmp_path, capsys):
     else:
         assert metrics["test_acc"]["n"] == 4 and (out / "distilled.pt").exists()
         assert {c["epochs"] for c in metrics["grid"]} == {1, 2}  # the grid and the distilled epoch count
+        # with two learning rates, every constant cell is on an edge of the grid
+        assert "learning rate" in metrics["grid_edge"] and f"note: {metrics['grid_edge']}" in printed
     capsys.readouterr()
     assert main(["show", str(out)]) == 0
-    assert f"{method} baseline: digits" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert f"{method} baseline: digits" in shown
+    assert ("note       the chosen cell is at" in shown) == (method != "knn")
     assert main(["eval", str(out)]) == 2
     assert "--model" in capsys.readouterr().err
 
