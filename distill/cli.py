@@ -116,6 +116,8 @@ def run_command(args: argparse.Namespace) -> int:
     acc = metrics["test_acc"]
     print(f"test accuracy {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} over {acc['n']} networks "
           f"({metrics['seconds']:.0f} s); results in {args.out}")
+    if metrics.get("grid_edge"):
+        print(f"note: {metrics['grid_edge']}")
     return 0
 
 

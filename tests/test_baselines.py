@@ -187,6 +187,10 @@ def test_run_command_runs_a_baseline_method(tmp_path, capsys):
     out = tmp_path / "knn"
     assert main(["run", "-o", str(out), *sets(*QUICK, "method=knn", "baseline.sets=2")]) == 0
     assert json.loads((out / "metrics.json").read_text())["method"] == "knn"
+    out = tmp_path / "average"
+    assert main(["run", "-o", str(out), *sets(*QUICK, "method=average_real", "baseline.lrs=[0.1,0.3]", "baseline.epochs=[1]",
+                                              "baseline.search_models=2", "baseline.search_samples=200")]) == 0
+    assert "note: the chosen cell is at the" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
