@@ -29,10 +29,9 @@ from sklearn.neighbors import KNeighborsClassifier
 from torch import Tensor
 
 from .errors import UserError
-from .evaluate import MODELS_PER_CHUNK, accuracies
+from .evaluate import accuracies, trained_networks
 from .functional import FunctionalNet
 from .synthetic import DistilledData, inverse_softplus
-from .unroll import train
 
 BASELINES: tuple[str, ...] = ("random_real", "optimized_real", "kmeans", "average_real", "knn")
 TRAINING_BASELINES: tuple[str, ...] = ("random_real", "optimized_real", "kmeans", "average_real")
@@ -159,8 +158,7 @@ def pooled_accuracies(
     for j, (set_x, set_y) in enumerate(sets[: len(thetas)]):
         rows = torch.arange(j, len(thetas), len(sets), device=thetas.device)
         data = training_data(set_x, set_y, steps, lrs, num_classes).to(thetas.device)
-        trained = [train(net, chunk, data.x.detach(), data.labels, data.lrs().detach()) for chunk in torch.split(thetas[rows], MODELS_PER_CHUNK)]
-        result[rows] = accuracies(net, torch.cat(trained), x, y, batch_size)
+        result[rows] = accuracies(net, trained_networks(net, data, thetas[rows]), x, y, batch_size)
     return result
 
 

@@ -116,9 +116,14 @@ def run_command(args: argparse.Namespace) -> int:
     acc = metrics["test_acc"]
     print(f"test accuracy {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} over {acc['n']} networks "
           f"({metrics['seconds']:.0f} s); results in {args.out}")
+    print_grid_edge(metrics)
+    return 0
+
+
+def print_grid_edge(metrics: dict) -> None:
+    """A baseline's note that its chosen grid cell lies on the grid's edge (``baselines.grid_edge``)."""
     if metrics.get("grid_edge"):
         print(f"note: {metrics['grid_edge']}")
-    return 0
 
 
 def eval_command(args: argparse.Namespace) -> int:
@@ -223,8 +228,7 @@ def baseline_command(args: argparse.Namespace) -> int:
                else f"lr {metrics['lr']}, {metrics['epochs']} epochs")
     print(f"{args.method}: test accuracy {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} over {acc['n']} "
           f"{'sets' if args.method == 'knn' else 'networks'} ({setting}; {metrics['seconds']:.0f} s); results in {out}")
-    if metrics.get("grid_edge"):
-        print(f"note: {metrics['grid_edge']}")
+    print_grid_edge(metrics)
     return 0
 
 
