@@ -5,16 +5,24 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from pathlib import Path
 
-import torch
-
+from .config import MAX_LR, MAX_NETWORKS
 from .errors import DivergenceError, UserError
+from .files import check_writable
 
 USER_ERROR, FAILURE, INTERRUPTED = 2, 1, 130
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (not the usage block) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(USER_ERROR, f"distill: error: {message} (see: {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="distill", description="Dataset distillation: learn a tiny synthetic training set.")
+    p = Parser(prog="distill", description="Dataset distillation: learn a tiny synthetic training set.")
     commands = p.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="distill a dataset as a YAML config says (no CONFIG: the bundled digits default)")
@@ -23,6 +31,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set outer.epochs=10 (repeatable)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    run.add_argument("--overwrite", action="store_true", help="replace the run files already in --out (only those)")
 
     ev = commands.add_parser("eval", help="train held-out networks on a run's distilled data and report test accuracy")
     ev.add_argument("run_dir")
@@ -47,6 +56,7 @@ def parser() -> argparse.ArgumentParser:
     base.add_argument("-o", "--out", default=None, help="run directory (default: runs/<config name>_<method>)")
     base.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                       help="override a config value, e.g. --set baseline.memory=kmeans (repeatable)")
+    base.add_argument("--overwrite", action="store_true", help="replace the run files already in --out (only those)")
 
     train = commands.add_parser("train", help="train the config's model on the full training set (cached): the distillation ratio's denominator")
     train.add_argument("config", nargs="?", help="experiment YAML file (default: the built-in digits default)")
@@ -55,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
 
     compare = commands.add_parser("compare", help="a markdown table of several runs and a plot of accuracy against n")
     compare.add_argument("run_dirs", nargs="+")
-    compare.add_argument("--plot", default="compare.png", help="where to write the plot (default: compare.png)")
+    compare.add_argument("--plot", default="compare.png", help="where to write the plot, a .png, .pdf or .svg file (default: compare.png)")
     compare.add_argument("--ratio", type=float, default=0.9,
                          help="target distillation ratio for the %% distillation size of each sweep (default: 0.9)")
     compare.add_argument("--cache", default=None, help="full-data results file of `distill train` (default: each run's train.cache)")
@@ -63,24 +73,47 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as done:  # --help (0) or a usage error, already printed on one line (2)
+        return int(done.code or 0)
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         return COMMANDS[args.command](args)
-    except UserError as error:
-        print(f"distill: error: {error}", file=sys.stderr)
-        return USER_ERROR
-    except DivergenceError as error:
-        print(f"distill: {error}", file=sys.stderr)
-        return FAILURE
-    except torch.OutOfMemoryError:
-        print("distill: error: out of memory; try outer.backgrad: recompute, a smaller outer.batch_size, "
-              "fewer outer.models_per_iteration or fewer synthetic steps", file=sys.stderr)
-        return FAILURE
     except KeyboardInterrupt:
         print("\ndistill: interrupted; a run keeps the last state it saved in checkpoint.pt: continue it with --resume "
               "(distill show DIR says how far it got)", file=sys.stderr)
         return INTERRUPTED
+    except Exception as error:
+        code, message = describe(error)
+        if code is None:
+            raise  # a bug: keep its traceback visible
+        print(f"distill: {message}", file=sys.stderr)
+        return code
+
+
+def describe(error: Exception) -> tuple[int | None, str]:
+    """The one place exceptions become messages: the exit code and one line for the
+    project's own errors and the known library errors a user's input causes; ``None`` for
+    anything else (a bug, whose traceback stays visible)."""
+    import torch
+
+    if isinstance(error, UserError):
+        return USER_ERROR, "error: " + one_line(str(error))
+    if isinstance(error, DivergenceError):
+        return FAILURE, one_line(str(error))
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)) or "can't allocate memory" in str(error):
+        return USER_ERROR, ("error: out of memory for the sizes this config asks for (synthetic.n, steps and epochs, "
+                            "dataset.resize, the number of networks); try outer.backgrad: recompute, a smaller "
+                            "outer.batch_size, fewer outer.models_per_iteration or fewer synthetic steps")
+    if isinstance(error, OSError) and error.filename is not None:
+        return USER_ERROR, f"error: {error.filename}: {error.strerror or one_line(str(error))}"
+    return None, ""
+
+
+def one_line(text: str) -> str:
+    """A message on one line: its lines joined with '; '."""
+    return "; ".join(line.strip() for line in text.strip().splitlines() if line.strip())
 
 
 def _terminate_as_interrupt(signum, frame) -> None:
@@ -89,6 +122,8 @@ def _terminate_as_interrupt(signum, frame) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    if not args.out.strip():
+        raise UserError("-o must name a run directory")
     from .config import load_config, validate
     from .experiment import run_experiment
     from .rundir import RunDir
@@ -99,16 +134,7 @@ def run_command(args: argparse.Namespace) -> int:
             raise UserError("--set cannot change a run that is resumed")
     else:
         config = load_config(args.config, args.overrides)
-    from .baselines import BASELINES
-
-    if config.method in BASELINES:
-        from .experiment import run_baseline
-
-        if args.resume:
-            raise UserError(f"a {config.method} baseline has nothing to resume; run it again into a new -o")
-        metrics = run_baseline(config, args.out)
-    else:
-        metrics = run_experiment(config, args.out, resume=args.resume)
+    metrics = run_experiment(config, args.out, resume=args.resume, overwrite=args.overwrite)
     if metrics["method"] == "continual":
         print(f"{metrics['learner']}: ACC {100 * metrics['acc']:.2f}%, BWT {100 * metrics['bwt']:+.2f}, "
               f"FWT {100 * metrics['fwt']:+.2f} ({metrics['seconds']:.0f} s); results in {args.out}")
@@ -129,8 +155,8 @@ def print_grid_edge(metrics: dict) -> None:
 def eval_command(args: argparse.Namespace) -> int:
     from .experiment import evaluate_run, evaluate_transfer
 
-    if args.models is not None and args.models < 1:
-        raise UserError(f"--models must be at least 1, got {args.models}")
+    if args.models is not None and not 1 <= args.models <= MAX_NETWORKS:
+        raise UserError(f"--models must lie in 1..{MAX_NETWORKS:,}, got {args.models}")
     if args.lr is not None and args.model is None:
         raise UserError("--lr goes with --model NAME (cross-architecture evaluation)")
     if args.model is not None:
@@ -153,8 +179,8 @@ def parse_lr(text: str | None) -> float | str | None:
         value = float(text)
     except ValueError:
         raise UserError(f"--lr must be a positive number or 'tune', got {text!r}") from None
-    if not value > 0:
-        raise UserError(f"--lr must be a positive number or 'tune', got {text!r}")
+    if not 0 < value <= MAX_LR:
+        raise UserError(f"--lr must be a positive number up to {MAX_LR:g} or 'tune', got {text!r}")
     return value
 
 
@@ -176,6 +202,7 @@ def compare_command(args: argparse.Namespace) -> int:
 
     if not 0 < args.ratio <= 1:
         raise UserError(f"--ratio must lie in (0, 1], got {args.ratio}")
+    plot = plot_path(args.plot)
     runs = [summarize_for_comparison(d, args.cache) for d in args.run_dirs]
     print(markdown_table(runs))
     for (method, dataset, model), group in sweeps(runs).items():
@@ -183,9 +210,24 @@ def compare_command(args: argparse.Namespace) -> int:
             size = distillation_size(group, args.ratio)
             reach = "not reached" if size is None else f"{size:.3g}% of the training set"
             print(f"\n{method} ({dataset}, {model}): distillation size at ratio {args.ratio:g}: {reach}")
-    plot_sweeps(runs, args.plot)
-    print(f"\nplot: {args.plot}")
+    plot_sweeps(runs, plot)
+    print(f"\nplot: {plot}")
     return 0
+
+
+PLOT_FORMATS = (".png", ".pdf", ".svg")
+
+
+def plot_path(text: str) -> Path:
+    """``--plot``: a file of a known picture format in a folder that exists (made if need be)."""
+    path = Path(text)
+    if path.is_dir():
+        raise UserError(f"--plot {text} is a directory; name a file in it, e.g. {path / 'compare.png'}")
+    if path.suffix.lower() not in PLOT_FORMATS:
+        raise UserError(f"--plot {text}: name a {', '.join(PLOT_FORMATS)} file, e.g. {path.with_suffix('.png')}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(path.parent)
+    return path
 
 
 def show_command(args: argparse.Namespace) -> int:
@@ -211,18 +253,16 @@ def pretrain_command(args: argparse.Namespace) -> int:
 
 
 def baseline_command(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .baselines import BASELINES
     from .config import load_config
     from .errors import unknown
-    from .experiment import run_baseline
+    from .experiment import run_experiment
 
     if args.method not in BASELINES:
         raise unknown("baseline", args.method, BASELINES)
     config = load_config(args.config, [*args.overrides, f"method={args.method}"])
     out = args.out or f"runs/{Path(args.config).stem}_{args.method}"
-    metrics = run_baseline(config, out)
+    metrics = run_experiment(config, out, overwrite=args.overwrite)
     acc = metrics["test_acc"]
     setting = (f"k={metrics['k']}, {metrics['distance']}" if args.method == "knn"
                else f"lr {metrics['lr']}, {metrics['epochs']} epochs")

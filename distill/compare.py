@@ -14,6 +14,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from .files import atomic_write
+
 
 @dataclass(frozen=True)
 class RunSummary:
@@ -84,4 +86,4 @@ def plot_sweeps(runs: list[RunSummary], path: str | Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120))

@@ -8,10 +8,14 @@ unknown key, a wrong type or an impossible value, is a ``UserError`` that names 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
+
+import hashlib
+import json
+import re
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from .baselines import BASELINES, LR_GRID, MEMORIES
 from .errors import UserError, closest
@@ -19,15 +23,27 @@ from .inits import SCHEMES
 from .unroll import MODES
 
 
+# Numbers are strict: a YAML ``true`` is not the number 1, nor ``"3"`` the integer 3.
+Number = Annotated[float, Strict()]
+Integer = Annotated[int, Strict()]
+PositiveFloat = Annotated[float, Strict(), Field(gt=0)]
+PositiveInt = Annotated[int, Strict(), Field(gt=0)]
+MAX_NETWORKS = 100_000
+MAX_LR = 1e6  # a larger step size is a typo (and overflows float32 through softplus⁻¹)
+Networks = Annotated[int, Strict(), Field(ge=1, le=MAX_NETWORKS)]  # a count of networks (or of sets) to train
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A config section: unknown keys and non-finite numbers (``.inf``, ``.nan``) are errors."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DatasetConfig(BaseModel):
     """``name``, ``root``, ``download`` and the dataset's own options (text datasets:
     ``glove``, ``embed_dim``, ``max_len``, ``max_vocab``, ...), passed through."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
     name: str = "digits"
     root: str = "data"
     download: bool = False
@@ -40,7 +56,7 @@ class DatasetConfig(BaseModel):
 class ModelConfig(BaseModel):
     """``name`` and the architecture's own options (e.g. ``hidden`` for mlp), passed through."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
     name: str = "lenet"
 
     @property
@@ -51,10 +67,10 @@ class ModelConfig(BaseModel):
 class InitConfig(Section):
     kind: Literal["fixed", "random", "pretrained_fixed", "pretrained_random"] = "fixed"
     scheme: Literal[SCHEMES] = "xavier"  # type: ignore[valid-type]
-    gain: float = 1.0
+    gain: Number = Field(1.0, ge=0)
     pool: str | None = None  # pretrained_*: the pool file written by `distill pretrain`
     train_networks: PositiveInt | None = None  # pretrained_random: the pool's first N train, the rest are held out
-    network: int = Field(0, ge=0)  # pretrained_fixed: which network of the pool
+    network: Integer = Field(0, ge=0)  # pretrained_fixed: which network of the pool
 
     @model_validator(mode="after")
     def _pool_for_pretrained(self) -> "InitConfig":
@@ -71,11 +87,11 @@ class SyntheticConfig(Section):
     n: PositiveInt = 100
     steps: PositiveInt = 10
     epochs: PositiveInt = 3
-    lr_init: PositiveFloat = 0.02
+    lr_init: Number = Field(0.02, gt=0, le=MAX_LR)
     data_init: Literal["normal", "real"] = "real"
     labels: Literal["hard", "learned"] = "hard"
     label_init: Literal["one_hot", "smoothed", "normal", "file"] = "one_hot"
-    label_smoothing: float = Field(0.1, ge=0, le=1)
+    label_smoothing: Number = Field(0.1, ge=0, le=1)
     label_file: str | None = None
     label_softmax: bool = False
     freeze_data: bool = False
@@ -98,10 +114,10 @@ class OuterConfig(Section):
     batch_size: PositiveInt = 1437  # all of digits' training images (a larger batch is capped at the training set)
     lr: PositiveFloat = 0.02
     label_lr: PositiveFloat | None = None  # Adam's lr for learned labels (None: lr)
-    betas: tuple[float, float] = (0.5, 0.999)
+    betas: tuple[Number, Number] = (0.5, 0.999)
     decay_epochs: PositiveFloat = 100
     decay_factor: PositiveFloat = 0.5
-    models_per_iteration: PositiveInt = 1
+    models_per_iteration: Networks = 1
     backgrad: Literal[MODES] = "stored"  # type: ignore[valid-type]
     clip_grad_norm: PositiveFloat | None = None  # rescale the back-gradient to at most this total norm (None: never)
 
@@ -113,9 +129,9 @@ class OuterConfig(Section):
 
 
 class EvalConfig(Section):
-    models: PositiveInt = 200
-    every: int = Field(0, ge=0)
-    models_during: PositiveInt = 10
+    models: Networks = 200
+    every: Integer = Field(0, ge=0)
+    models_during: Networks = 10
     batch_size: PositiveInt = 2048
     select: Literal["last", "best_train"] = "last"
     select_samples: PositiveInt = 10000
@@ -139,26 +155,26 @@ class PretrainConfig(Section):
     config's own dataset when omitted), ``models_at_once`` at a time with ``vmap``."""
 
     dataset: DatasetConfig | None = None
-    networks: PositiveInt = 20
-    models_at_once: PositiveInt = 10
+    networks: Networks = 20
+    models_at_once: Networks = 10
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 64
     optimizer: Literal["sgd", "adam"] = "adam"
     lr: PositiveFloat = 0.001
-    momentum: float = Field(0.0, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
+    momentum: Number = Field(0.0, ge=0, lt=1)
+    weight_decay: Number = Field(0.0, ge=0)
 
 
 class BaselineConfig(Section):
     """The baselines of ``distill baseline`` (Wang et al. Sec. 4): how many random sets, the
     (learning rate, epochs) grid, and the cheap search that picks its best cell."""
 
-    sets: PositiveInt = 10
-    candidates: PositiveInt = 50
-    keep: float = Field(0.2, gt=0, le=1)
-    lrs: list[PositiveFloat] = list(LR_GRID)
-    epochs: list[PositiveInt] = [1, 3, 5]
-    search_models: PositiveInt = 10
+    sets: Networks = 10
+    candidates: Networks = 50
+    keep: Number = Field(0.2, gt=0, le=1)
+    lrs: list[PositiveFloat] = Field(list(LR_GRID), min_length=1)
+    epochs: list[PositiveInt] = Field([1, 3, 5], min_length=1)
+    search_models: Networks = 10
     search_samples: PositiveInt = 2000
     memory: Literal[MEMORIES] = "random_real"  # type: ignore[valid-type]
     distilled_run: str | None = None
@@ -191,7 +207,7 @@ class MemoryDistillConfig(Section):
 
     steps: PositiveInt = 1
     epochs: PositiveInt = 3
-    lr_init: PositiveFloat = 0.02
+    lr_init: Number = Field(0.02, gt=0, le=MAX_LR)
     data_init: Literal["normal", "real"] = "real"
     outer: OuterConfig = OuterConfig(epochs=100, batch_size=1000, lr=0.01, decay_epochs=50, models_per_iteration=4)
 
@@ -203,8 +219,8 @@ class ContinualConfig(Section):
     learner: Literal["single", "ewc", "gem"] = "gem"
     memory: Literal["real", "distilled"] = "real"
     memory_per_task: PositiveInt = 10
-    memory_strength: float = Field(0.5, ge=0)
-    ewc_lambda: float = Field(1.0, ge=0)
+    memory_strength: Number = Field(0.5, ge=0)
+    ewc_lambda: Number = Field(1.0, ge=0)
     epochs: PositiveInt = 1
     lr: PositiveFloat = 0.1
     batch_size: PositiveInt = 10
@@ -223,7 +239,7 @@ class ContinualConfig(Section):
 
 class Config(Section):
     method: Literal[("distill", "continual", *BASELINES)] = "distill"  # type: ignore[valid-type]
-    seed: int = Field(0, ge=0)
+    seed: Integer = Field(0, ge=0, lt=2**32)
     dataset: DatasetConfig = DatasetConfig()
     model: ModelConfig = ModelConfig()
     init: InitConfig = InitConfig()
@@ -235,6 +251,11 @@ class Config(Section):
     baseline: BaselineConfig = BaselineConfig()
     train: FullTrainConfig = FullTrainConfig()
     continual: ContinualConfig | None = None
+
+    def fingerprint(self) -> str:
+        """A short hash of every setting: a checkpoint records the one of the run that wrote it."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @model_validator(mode="after")
     def _label_lr_needs_learned_labels(self) -> "Config":
@@ -269,26 +290,60 @@ def validate(raw: dict[str, Any]) -> Config:
 
 
 def read_yaml(path: str | Path | None) -> dict[str, Any]:
+    """The mapping a YAML config file holds (``{}`` for None). Only plain YAML is read (no
+    tags that build Python objects); a key given twice in one mapping is an error."""
     if path is None:
         return {}
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise UserError(f"cannot read config {path}: {error.strerror}") from None
-    source = str(path)
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as error:
-        raise UserError(f"{source} is not valid YAML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise UserError(f"config {path} is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+    data = parse_yaml(text, str(path)) or {}
     if not isinstance(data, dict):
-        raise UserError(f"{source} must hold a mapping of config keys, not {type(data).__name__}")
+        raise UserError(f"{path} must hold a mapping of config keys, not {type(data).__name__}")
     return data
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice (the first would be ignored)", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+# YAML 1.1 (PyYAML) reads 1e-3 as a string; YAML 1.2 and every user read it as a number.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """``text`` parsed as safe YAML; any YAML error is a one-line ``UserError`` naming ``source``."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise UserError(f"{source} is not valid YAML{at}: {' '.join(str(problem).split())}") from None
+    except RecursionError:
+        raise UserError(f"{source} is nested too deeply to be a config") from None
 
 
 def _apply_override(raw: dict[str, Any], item: str) -> None:
     """``a.b=value``: set ``raw['a']['b']`` to the YAML-parsed ``value``."""
     key, sep, value = item.partition("=")
-    if not sep or not key:
+    if not sep or not key or any(not part for part in key.split(".")):
         raise UserError(f"override {item!r} must look like key.subkey=value")
     *parents, leaf = key.split(".")
     node = raw
@@ -296,18 +351,20 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise UserError(f"override {item!r}: {part} is not a section")
-    node[leaf] = yaml.safe_load(value)
+    node[leaf] = parse_yaml(value, f"--set {item}")
 
 
 def _describe(error: ValidationError) -> str:
-    lines = ["invalid config:"]
+    """Every problem pydantic found, on one line: ``invalid config: key: what (got value); ...``."""
+    problems = []
     for problem in error.errors():
         where = ".".join(str(p) for p in problem["loc"])
         if problem["type"] == "extra_forbidden":
-            lines.append(f"  unknown key '{where}'{closest(where, _valid_keys())}")
+            problems.append(f"unknown key '{where}'{closest(where, _valid_keys())}")
         else:
-            lines.append(f"  {where}: {problem['msg']} (got {problem.get('input')!r})")
-    return "\n".join(lines)
+            got = repr(problem.get("input"))
+            problems.append(f"{where or 'config'}: {problem['msg']} (got {got if len(got) <= 80 else got[:77] + '...'})")
+    return "invalid config: " + "; ".join(problems)
 
 
 def _valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:

@@ -10,6 +10,7 @@ exactly where an uninterrupted one would.
 
 from __future__ import annotations
 
+import copy
 import math
 import signal
 import threading
@@ -23,11 +24,12 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .config import Config
-from .errors import DivergenceError
+from .errors import DivergenceError, UserError
 from .evaluate import accuracies, trained_networks
 from .functional import FunctionalNet
 from .inits import InitSampler, generator
-from .rundir import RunDir, atomic_write
+from .files import first_line, load_tensors, save_tensors
+from .rundir import RunDir
 from .synthetic import DistilledData
 from .unroll import HyperGradient, hypergradient
 
@@ -82,14 +84,23 @@ def distill(
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=decay_every, gamma=outer.decay_factor)
     start, seconds_before = 0, 0.0
     if checkpoint is not None:
-        data.load_state_dict(checkpoint["data"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        schedule.load_state_dict(checkpoint["schedule"])
-        start, seconds_before = checkpoint["iteration"], checkpoint["seconds"]
+        if checkpoint.get("config", config.fingerprint()) != config.fingerprint():
+            raise UserError(f"the checkpoint {run.checkpoint} was written by a run of another config{run.restart_advice()}")
+        start, seconds_before = restore(checkpoint, data, optimizer, schedule, run, iterations)
+    selection = BestOnTrain(config, real, run, start, data) if config.eval.select == "best_train" else None
     run.start_log(keep_until=start)
-    selection = BestOnTrain(config, real, run) if config.eval.select == "best_train" else None
 
     clock = time.perf_counter() - seconds_before
+    saved = start  # the iteration of the checkpoint on disk: only finite state is ever saved
+
+    def save(done: int) -> None:
+        nonlocal saved
+        if finite_state(data, optimizer):
+            run.save_checkpoint(done, data, optimizer, schedule, sampler, time.perf_counter() - clock, config.fingerprint())
+            saved = done
+
+    if checkpoint is None:
+        save(0)
     progress = tqdm(range(start, iterations), initial=start, total=iterations, desc="distill", disable=not config.run.progress)
     completed, grad_norm_max = start, 0.0
     try:
@@ -101,10 +112,10 @@ def distill(
                 mode=outer.backgrad, learn_labels=data.learns_labels,
             )
             if not all(torch.isfinite(g).all() for g in (result.loss, result.x, result.lrs, result.labels) if g is not None):
-                run.save_checkpoint(completed, data, optimizer, schedule, sampler, time.perf_counter() - clock)
+                save(completed)
                 raise DivergenceError(
                     f"the distillation loss diverged (loss {result.loss.item():.4g}) at iteration {iteration + 1}; "
-                    f"the last good state (iteration {completed}) is saved in {run.checkpoint}"
+                    f"the last good state (iteration {saved}) is saved in {run.checkpoint}"
                 )
             with deferred_interrupts():
                 grad_norm = apply_gradients(data, result, optimizer, not config.synthetic.freeze_data, outer.clip_grad_norm)
@@ -126,15 +137,15 @@ def distill(
                 with deferred_interrupts():
                     run.append_log(row)
                     if select_acc is not None and selection.offer(select_acc, data):
-                        run.save_checkpoint(done, data, optimizer, schedule, sampler, time.perf_counter() - clock)
+                        save(done)
                 grad_norm_max = 0.0
                 progress.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr_mean']:.4f}")
             if done % config.run.checkpoint_every == 0 or done == iterations:
-                run.save_checkpoint(done, data, optimizer, schedule, sampler, time.perf_counter() - clock)
+                save(done)
             if on_iteration is not None:
                 on_iteration(done)
     except KeyboardInterrupt:
-        run.save_checkpoint(completed, data, optimizer, schedule, sampler, time.perf_counter() - clock)
+        save(completed)
         raise
     finally:
         progress.close()
@@ -143,18 +154,51 @@ def distill(
     return data
 
 
+def restore(checkpoint: dict, data: DistilledData, optimizer: torch.optim.Optimizer, schedule, run: RunDir,
+            iterations: int) -> tuple[int, float]:
+    """Load a checkpoint's state into the run's objects and return its (iteration, seconds);
+    a checkpoint of another run (other shapes, parameter groups, a later iteration than the
+    run has) or with non-finite state is a ``UserError``."""
+    advice = run.restart_advice()
+    iteration, seconds = checkpoint["iteration"], checkpoint["seconds"]
+    if not isinstance(iteration, int) or isinstance(iteration, bool) or not 0 <= iteration <= iterations:
+        raise UserError(f"the checkpoint {run.checkpoint} is corrupt: iteration {iteration!r} is not one of this run's "
+                        f"0..{iterations}{advice}")
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+        raise UserError(f"the checkpoint {run.checkpoint} is corrupt: seconds {seconds!r} is not a time{advice}")
+    try:
+        data.load_state_dict(checkpoint["data"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        schedule.load_state_dict(checkpoint["schedule"])
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
+        raise UserError(f"the checkpoint {run.checkpoint} does not belong to this run ({first_line(error)}){advice}") from None
+    if not finite_state(data, optimizer):
+        raise UserError(f"the checkpoint {run.checkpoint} holds non-finite state, which no run saves{advice}")
+    return iteration, float(seconds)
+
+
+def finite_state(data: DistilledData, optimizer: torch.optim.Optimizer) -> bool:
+    """Whether the synthetic parameters and Adam's moments are all finite."""
+    tensors = [*data.parameters()] + [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
+    return all(torch.isfinite(t).all() for t in tensors)
+
+
 class BestOnTrain:
     """``eval.select: best_train``: of the data at the periodic evaluations, keep (in
     ``best.pt``) the one whose held-out networks, trained on it, score the highest accuracy
     ``1/M Σ_m 1[argmax f(x_m; θ_T) = y_m]`` on ``M = eval.select_samples`` real *training*
     samples, drawn once from stream ``(seed, SELECT_STREAM)``; the test split is never
-    looked at. Its best score so far is read back from ``log.csv`` on a resume."""
+    looked at. On a resume from iteration ``start``, its best score so far is read back from
+    ``log.csv``, and the kept data is checked to load into ``data``."""
 
-    def __init__(self, config: Config, real: RealData, run: RunDir) -> None:
+    def __init__(self, config: Config, real: RealData, run: RunDir, start: int, data: DistilledData) -> None:
         chosen = torch.randperm(len(real.train_y), generator=generator(config.seed, SELECT_STREAM))[: config.eval.select_samples]
         chosen = chosen.to(real.train_x.device)
         self.x, self.y, self.path = real.train_x[chosen], real.train_y[chosen], run.best
-        self.best = max((float(r["select_acc"]) for r in run.read_log() if r.get("select_acc")), default=-1.0)
+        scores = [float(r["select_acc"]) for r in run.read_log() if r.get("select_acc") and int(r["iteration"]) <= start]
+        self.best = max(scores, default=-1.0)
+        if scores:
+            self.restore(copy.deepcopy(data))
 
     def score(self, net: FunctionalNet, trained: Tensor, batch_size: int) -> float:
         return round(accuracies(net, trained, self.x, self.y, batch_size).mean().item(), 5)
@@ -164,12 +208,16 @@ class BestOnTrain:
         if score <= self.best:
             return False
         self.best = score
-        atomic_write(self.path, lambda tmp: torch.save(data.state_dict(), tmp))
+        save_tensors(self.path, data.state_dict())
         return True
 
     def restore(self, data: DistilledData) -> None:
         """Load the kept data into ``data`` (in place)."""
-        data.load_state_dict(torch.load(self.path, weights_only=True, map_location=data.x.device))
+        state = load_tensors(self.path, "the kept data (eval.select: best_train)", data.x.device)
+        try:
+            data.load_state_dict(state)
+        except (RuntimeError, KeyError, TypeError, AttributeError) as error:
+            raise UserError(f"the kept data {self.path} does not belong to this run ({first_line(error)})") from None
 
 
 @contextmanager

@@ -5,6 +5,8 @@ evaluation and artefacts. The public entry points are ``run_experiment``,
 from __future__ import annotations
 
 import json
+import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,18 +19,20 @@ from . import baselines as B
 from .config import Config, validate
 from .datasets import ArrayDataset, load_dataset
 from .distiller import RealData, distill
-from .errors import UserError
+from .errors import DivergenceError, UserError
 from .evaluate import Accuracy, Evaluation, accuracies, evaluate
 from .fulltrain import train_full
 from .functional import FunctionalNet
-from .inits import InitSampler, RandomInit, generator, make_sampler
+from .inits import FixedInit, InitSampler, RandomInit, generator, make_sampler
 from .models import build_model
 from .pool import Architecture, load_pool
-from .rundir import RunDir, atomic_write
+from .files import check_writable, load_tensors, save_tensors, write_json
+from .rundir import RunDir
 from .synthetic import DistilledData, initial_soft_labels, read_soft_labels, round_robin_labels
 from .viz import save_grid, save_words
 
 DATA_STREAM = 4
+INIT_FORMAT = "distill-init"
 
 
 @dataclass
@@ -84,7 +88,8 @@ def new_distilled_data(setup: Setup) -> DistilledData:
 
 def sampler_of(setup: Setup, state: dict | None = None) -> InitSampler:
     init = setup.config.init
-    pool = pretrained_pool(setup) if init.pool is not None else None
+    restored = state is not None and "theta" in state  # a fixed network needs no pool once it is saved
+    pool = pretrained_pool(setup) if init.pool is not None and not restored else None
     return make_sampler(init.kind, setup.net, init.scheme, init.gain, setup.config.seed, state,
                         pool=pool, train_networks=init.train_networks, network=init.network)
 
@@ -112,42 +117,46 @@ def run_experiment(
     config: Config,
     out: str | Path,
     resume: bool = False,
+    overwrite: bool = False,
     on_iteration: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``config`` into the run directory ``out`` and return its metrics.
 
-    With ``resume``, continue from ``out/checkpoint.pt``; the run's own ``config.yaml``
-    must then equal ``config`` (checked here for every method). ``method: continual`` runs
-    go to ``continual.run_continual``.
+    A directory that already holds a run is refused unless ``resume`` (continue from its
+    ``checkpoint.pt``; its own ``config.yaml`` must equal ``config``) or ``overwrite``
+    (replace its run files once the new run's set-up has succeeded). Baselines go to
+    ``run_baseline``, ``method: continual`` runs to ``continual.run_continual``.
     """
     run = RunDir(out)
+    run.claim(resume, overwrite, resumable=config.method not in B.BASELINES)
     if resume and validate(run.read_config()) != config:
         raise UserError(f"cannot resume {run.path} with a different config; omit CONFIG to use the run's own")
     if config.method == "continual":
         from .continual import run_continual
 
-        return run_continual(config, out, resume=resume)
-    checkpoint, earlier_evaluations = None, []
-    if resume:
-        checkpoint = run.load_checkpoint()
-        if run.metrics.exists():
-            earlier_evaluations = run.read_metrics().get("evaluations", [])
-    elif run.checkpoint.exists():
-        raise UserError(f"{run.path} already holds a run; pass --resume to continue it or choose another -o")
-    run.create()
-    run.write_config(config.model_dump(mode="json"))
+        return run_continual(config, out, resume=resume, overwrite=overwrite)
+    if config.method in B.BASELINES:
+        if resume:
+            raise UserError(f"a {config.method} baseline has nothing to resume; run it again with --overwrite or into a new -o")
+        return run_baseline(config, out, overwrite=overwrite)
+    checkpoint = run.load_checkpoint() if resume else None
+    earlier_evaluations = earlier_evaluations_of(run) if resume else []
 
     setup = build(config)
     sampler = sampler_of(setup, checkpoint["sampler"] if checkpoint else None)
     data = new_distilled_data(setup)
+    run.create(overwrite)
+    if not resume:
+        run.write_config(config.model_dump(mode="json"))
     distill(config, data, setup.net, sampler, setup.real, run, checkpoint=checkpoint, on_iteration=on_iteration)
 
     data = data.cpu()
     data.save(run.distilled)
+    save_init(run, config, setup, sampler)
     started = time.perf_counter()
     evaluation = evaluate_held_out(setup, data, sampler, config.eval.models)
     eval_seconds = time.perf_counter() - started
-    last = run.read_log()[-1]
+    last = last_progress(run)
     save_pictures(run, data, setup.dataset)
     if data.learns_labels:
         run.write_labels(data.labels.detach(), setup.dataset.class_names)
@@ -161,14 +170,14 @@ def run_experiment(
         "epochs": data.epochs,
         "test_acc": evaluation.test_acc.as_dict(),
         "before_acc": evaluation.before.as_dict(),
-        "seconds": float(last["seconds"]),
+        "seconds": last["seconds"],
         "eval_seconds": round(eval_seconds, 2),
-        "iterations": int(last["iteration"]),
-        "final_loss": float(last["loss"]),
+        "iterations": last["iteration"],
+        "final_loss": last["loss"],
         "lrs": [round(v, 6) for v in data.lrs().tolist()],
         "device": str(setup.device),
     }
-    if config.eval.select == "best_train":
+    if config.eval.select == "best_train" and any(r.get("select_acc") for r in run.read_log()):
         metrics["selected"] = selected_evaluation(run.read_log())
     if config.init.pool is not None:
         metrics["pool"] = config.init.pool
@@ -176,6 +185,54 @@ def run_experiment(
         metrics["evaluations"] = earlier_evaluations
     run.write_metrics(metrics)
     return metrics
+
+
+def last_progress(run: RunDir) -> dict[str, Any]:
+    """Iteration, seconds and loss of a finished distillation: its last log row, or, when its
+    log.csv has lost its rows, the checkpoint's iteration and seconds (loss unknown: None)."""
+    rows = run.read_log()
+    if rows:
+        return {"iteration": int(rows[-1]["iteration"]), "seconds": float(rows[-1]["seconds"]), "loss": float(rows[-1]["loss"])}
+    state = run.load_checkpoint()
+    return {"iteration": int(state["iteration"]), "seconds": float(state["seconds"]), "loss": None}
+
+
+def earlier_evaluations_of(run: RunDir) -> list:
+    """The ``evaluations`` a resumed run's metrics.json recorded (none when it has no
+    readable one: the resume writes it afresh)."""
+    try:
+        evaluations = run.read_metrics().get("evaluations", []) if run.metrics.exists() else []
+    except UserError:
+        return []
+    return evaluations if isinstance(evaluations, list) else []
+
+
+def save_init(run: RunDir, config: Config, setup: Setup, sampler: InitSampler) -> None:
+    """``init.pt`` for fixed and pretrained-fixed runs: the one initial weight vector the data
+    was learned for, with the model it belongs to, so that the run directory alone (without
+    its checkpoint or pool) can evaluate and use the data."""
+    if isinstance(sampler, FixedInit):
+        save_tensors(run.init, {"format": INIT_FORMAT, "kind": config.init.kind, "theta": sampler.theta.cpu(),
+                                "model": {"name": config.model.name, "options": config.model.options},
+                                "num_params": setup.net.num_params})
+
+
+def saved_sampler_state(run: RunDir, config: Config, setup: Setup) -> dict | None:
+    """The fixed initial weights a finished run was learned for: from ``init.pt``, else from
+    its checkpoint; None when it has neither (a ``fixed`` run then draws the same weights
+    again from its seed, as it did when it started)."""
+    if run.init.exists():
+        state = load_tensors(run.init, "the initial weights")
+        theta = state.get("theta") if isinstance(state, dict) else None
+        if state.get("format") != INIT_FORMAT or not torch.is_tensor(theta) or theta.shape != (setup.net.num_params,):
+            raise UserError(f"{run.init} does not hold the {setup.net.num_params} initial weights of this run's "
+                            f"{config.model.name}; delete it to use the checkpoint's")
+        if not torch.isfinite(theta).all():
+            raise UserError(f"the initial weights {run.init} hold non-finite values")
+        return {"theta": theta}
+    if run.checkpoint.exists():
+        return run.load_checkpoint()["sampler"]
+    return None
 
 
 def save_pictures(run: RunDir, data: DistilledData, dataset: ArrayDataset) -> None:
@@ -203,15 +260,40 @@ def evaluate_run(out: str | Path, models: int | None = None) -> Evaluation:
         raise UserError(f"{run.path} is a {config.method} baseline; evaluate its training set with --model NAME "
                         f"(e.g. --model {config.model.name})")
     metrics = run.read_metrics()
+    check_recordable(run, metrics)
     setup = build(config)
-    sampler = sampler_of(setup, run.load_checkpoint()["sampler"])
+    data = load_distilled(run, setup)
+    sampler = sampler_of(setup, saved_sampler_state(run, config, setup))
     models = models or config.eval.models
-    evaluation = evaluate_held_out(setup, DistilledData.load(run.distilled), sampler, models)
-    metrics.setdefault("evaluations", []).append(
-        {"models": models, "test_acc": evaluation.test_acc.as_dict(), "before_acc": evaluation.before.as_dict()}
-    )
-    run.write_metrics(metrics)
+    evaluation = evaluate_held_out(setup, data, sampler, models)
+    record_evaluation(run, metrics, {"models": models}, evaluation)
     return evaluation
+
+
+def load_distilled(run: RunDir, setup: Setup) -> DistilledData:
+    """The run's ``distilled.pt``, checked against the dataset and model it is used with."""
+    data = DistilledData.load(run.distilled)
+    data.check_fits(setup.dataset.input_shape, setup.dataset.num_classes, run.distilled)
+    return data
+
+
+def check_recordable(run: RunDir, metrics: dict[str, Any]) -> None:
+    """Before an evaluation's work: its result can be added to ``metrics.json``."""
+    if not os.access(run.metrics, os.W_OK) or not os.access(run.path, os.W_OK | os.X_OK):
+        raise UserError(f"cannot record an evaluation in {run.metrics}: permission denied (make the run directory writable)")
+    if not isinstance(metrics.get("evaluations", []), list):
+        raise UserError(f"{run.metrics} is corrupt: its evaluations are not a list")
+
+
+def record_evaluation(run: RunDir, metrics: dict[str, Any], entry: dict[str, Any], evaluation: Evaluation) -> None:
+    """Append an evaluation to ``metrics.json``; if that write fails, the error names the
+    path and still gives the result, so that the work is not lost."""
+    metrics.setdefault("evaluations", []).append({**entry, "test_acc": evaluation.test_acc.as_dict(), "before_acc": evaluation.before.as_dict()})
+    try:
+        run.write_metrics(metrics)
+    except OSError as error:
+        raise UserError(f"the evaluation (after training: {evaluation.test_acc}) could not be recorded in "
+                        f"{run.metrics}: {error.strerror}") from None
 
 
 def selected_evaluation(log: list[dict[str, str]]) -> dict[str, float | int]:
@@ -225,6 +307,13 @@ def selected_evaluation(log: list[dict[str, str]]) -> dict[str, float | int]:
 def summarize_run(out: str | Path) -> str:
     """A readable summary of a run directory: what was run, how it went, what it reached."""
     run = RunDir(out)
+    try:
+        return _summary(run)
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise UserError(f"{run.metrics} is corrupt or was written by another program ({type(error).__name__}: {error})") from None
+
+
+def _summary(run: RunDir) -> str:
     config = validate(run.read_config())
     if config.method == "continual":
         from .continual.run import summarize_continual
@@ -245,7 +334,7 @@ def summarize_run(out: str | Path) -> str:
         last = log[-1]
         lines.append(f"progress   iteration {last['iteration']}, loss {float(last['loss']):.4f}, {float(last['seconds']):.0f} s")
     if run.metrics.exists():
-        m = run.read_metrics()
+        m = run.read_metrics(("test_acc", "before_acc", "iterations", "lrs"))
         acc, before = m["test_acc"], m["before_acc"]
         lines.append(f"test acc   {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} over {acc['n']} networks "
                      f"(before training: {100 * before['mean']:.2f}%)")
@@ -257,14 +346,16 @@ def summarize_run(out: str | Path) -> str:
         for e in m.get("evaluations", []):
             lines.append(f"eval       {e['models']} networks: {100 * e['test_acc']['mean']:.2f}% ± {100 * e['test_acc']['std']:.2f}")
     else:
-        lines.append("status     unfinished (continue with: distill run -o DIR --resume)")
+        resumes_from = run.checkpointed_iteration()
+        lines.append("status     unfinished; " + ("it has no readable checkpoint" if resumes_from is None else
+                     f"--resume restarts from iteration {resumes_from}") + f" (distill run -o {run.path} --resume)")
     return "\n".join(lines)
 
 
 BASELINE_STREAM = 5
 
 
-def run_baseline(config: Config, out: str | Path) -> dict[str, Any]:
+def run_baseline(config: Config, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
     """Run the baseline ``config.method`` (``distill.baselines``) into the run directory ``out``.
 
     The training set is split once: ``baseline.search_samples`` (at most a fifth) held-out
@@ -275,12 +366,13 @@ def run_baseline(config: Config, out: str | Path) -> dict[str, Any]:
     ``i mod R``.
     """
     run = RunDir(out)
-    if run.metrics.exists() or run.checkpoint.exists():
-        raise UserError(f"{run.path} already holds a run; choose another -o")
+    run.claim(overwrite=overwrite, resumable=False)
     started = time.perf_counter()
-    run.create()
-    run.write_config(config.model_dump(mode="json"))
     setup = build(config)
+    if config.baseline.distilled_run:
+        learned_lrs(config.baseline.distilled_run, config.synthetic.steps)
+    run.create(overwrite)
+    run.write_config(config.model_dump(mode="json"))
     split = BaselineSplit.of(setup)
     metrics: dict[str, Any] = {"method": config.method, "dataset": setup.dataset.name, "model": config.model.name,
                                "init": "random", "n_distilled": config.synthetic.n}
@@ -375,13 +467,19 @@ def training_baseline(setup: Setup, split: BaselineSplit, run: RunDir) -> dict[s
 def learned_lrs(run_dir: str, steps: int) -> torch.Tensor:
     """The learned step sizes ``η`` (``lrs`` of its metrics.json) of the finished distillation
     run in ``run_dir``, for the baselines' grid."""
-    lrs = torch.tensor(RunDir(run_dir).read_metrics()["lrs"])
+    if not RunDir(run_dir).config.is_file():
+        raise UserError(f"baseline.distilled_run {run_dir} is not a run directory (it has no config.yaml)")
+    lrs = RunDir(run_dir).read_metrics(("lrs",))["lrs"]
+    if not isinstance(lrs, list) or not lrs or not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in lrs):
+        raise UserError(f"baseline.distilled_run {run_dir}: its metrics.json holds no positive learning rates under lrs")
+    lrs = torch.tensor(lrs, dtype=torch.float32)
     if len(lrs) % steps:
         raise UserError(f"baseline.distilled_run {run_dir} has {len(lrs)} learning rates, not a whole number of epochs of {steps} steps")
     return lrs
 
 
 FULL_DATA_STREAM = 6
+DIVERGED_LOSS = 10  # full-data training whose last pass's loss exceeds 10 log C has diverged
 
 
 def full_data_key(config: Config) -> str:
@@ -390,13 +488,19 @@ def full_data_key(config: Config) -> str:
 
 
 def read_full_data_cache(path: str | Path) -> dict[str, Any]:
+    """The full-data results file of ``distill train`` (``{}`` when it does not exist yet)."""
     path = Path(path)
     if not path.exists():
         return {}
+    if not path.is_file():
+        raise UserError(f"train.cache {path} is not a file; point it at a JSON file (default: runs/full_data.json)")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        cache = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"the full-data cache {path} is corrupt ({error}); delete it to start afresh") from None
+    if not isinstance(cache, dict) or not all(isinstance(v, dict) for v in cache.values()):
+        raise UserError(f"the full-data cache {path} is corrupt (not a mapping of results); delete it to start afresh")
+    return cache
 
 
 def full_data_accuracy(config: Config) -> dict[str, Any]:
@@ -407,6 +511,7 @@ def full_data_accuracy(config: Config) -> dict[str, Any]:
     settings = {"epochs": config.train.epochs, "lr": config.train.lr, "batch_size": config.train.batch_size,
                 "init": config.init.kind, "scheme": config.init.scheme, "model_options": config.model.options}
     cache = read_full_data_cache(config.train.cache)
+    check_writable(Path(config.train.cache).parent)
     key = full_data_key(config)
     if key in cache and cache[key].get("settings") == settings:
         return {**cache[key], "cached": True}
@@ -414,16 +519,19 @@ def full_data_accuracy(config: Config) -> dict[str, Any]:
     started = time.perf_counter()
     theta0 = sampler_of(setup).held_out(1)[0].to(setup.device)
     gen = generator(config.seed, FULL_DATA_STREAM)
-    theta = train_full(setup.net, theta0, setup.real.train_x, setup.real.train_y, config.train.epochs, config.train.lr,
-                       config.train.batch_size, gen)
+    theta, losses = train_full(setup.net, theta0, setup.real.train_x, setup.real.train_y, config.train.epochs,
+                               config.train.lr, config.train.batch_size, gen)
+    if not torch.isfinite(theta).all() or not losses[-1] <= DIVERGED_LOSS * math.log(setup.dataset.num_classes):
+        raise DivergenceError(f"full-data training diverged (last pass's training loss {losses[-1].item():.4g}, far above "
+                              f"the log C = {math.log(setup.dataset.num_classes):.3g} of a network that guesses); lower "
+                              f"train.lr (now {config.train.lr:g}); nothing was cached")
     acc = accuracies(setup.net, theta[None], setup.real.test_x, setup.real.test_y, config.eval.batch_size).item()
+    Path(config.train.cache).parent.mkdir(parents=True, exist_ok=True)
     entry = {"test_acc": acc, "train_size": len(setup.real.train_y), "settings": settings,
              "seconds": round(time.perf_counter() - started, 2), "device": str(setup.device)}
     cache = read_full_data_cache(config.train.cache)
     cache[key] = entry
-    path = Path(config.train.cache)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(cache, indent=2) + "\n"))
+    write_json(config.train.cache, cache)
     return {**entry, "cached": False}
 
 
@@ -442,8 +550,9 @@ def evaluate_transfer(out: str | Path, model: str, lr: float | str | None = None
     raw["model"] = {"name": model}
     config = validate(raw)
     metrics = run.read_metrics()
-    data = DistilledData.load(run.distilled)
+    check_recordable(run, metrics)
     setup = build(config)
+    data = load_distilled(run, setup)
     sampler = RandomInit(setup.net, config.init.scheme, config.init.gain, config.seed)
     if lr == "tune":
         gen = generator(config.seed, TRANSFER_STREAM)
@@ -460,11 +569,7 @@ def evaluate_transfer(out: str | Path, model: str, lr: float | str | None = None
     models = models or config.eval.models
     thetas = sampler.held_out(models).to(setup.device)
     evaluation = evaluate(setup.net, data, thetas, setup.real.test_x, setup.real.test_y, config.eval.batch_size)
-    metrics.setdefault("evaluations", []).append(
-        {"models": models, "model": model, "lr": "learned" if lr is None else lr,
-         "test_acc": evaluation.test_acc.as_dict(), "before_acc": evaluation.before.as_dict()}
-    )
-    run.write_metrics(metrics)
+    record_evaluation(run, metrics, {"models": models, "model": model, "lr": "learned" if lr is None else lr}, evaluation)
     return evaluation, lr
 
 
@@ -476,17 +581,35 @@ def summarize_for_comparison(out: str | Path, cache: str | Path | None = None) -
 
     run = RunDir(out)
     config = validate(run.read_config())
-    m = run.read_metrics()
-    full = read_full_data_cache(cache or config.train.cache).get(full_data_key(config), {})
-    acc = m["test_acc"]
+    if config.method == "continual":
+        raise UserError(f"{run.path} is a continual run: it has no distilled training set to compare (see distill show {run.path})")
+    m = run.read_metrics(("method", "dataset", "model", "n_distilled", "test_acc"))
+    cache_path = cache or config.train.cache
+    full = read_full_data_cache(cache_path).get(full_data_key(config), {})
+    if full and not (_is_number(full.get("test_acc")) and 0 < full["test_acc"] <= 1 and isinstance(full.get("train_size"), int)
+                     and full["train_size"] > 0):
+        raise UserError(f"the full-data cache {cache_path} is corrupt at {full_data_key(config)} (test_acc must lie in (0, 1], "
+                        f"train_size be a positive count); delete that entry to train it again")
     method = m["method"] + (" (learned labels)" if m["method"] == "distill" and config.synthetic.labels == "learned" else "")
-    return RunSummary(str(out), method, m["dataset"], m["model"], m["n_distilled"], acc["mean"], acc["std"], acc["n"],
-                      full.get("test_acc"), full.get("train_size"))
+    try:
+        acc = m["test_acc"]
+        return RunSummary(str(out), method, m["dataset"], m["model"], int(m["n_distilled"]), float(acc["mean"]),
+                          float(acc["std"]), int(acc["n"]), full.get("test_acc"), full.get("train_size"))
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"{run.metrics} is corrupt or was written by another program ({type(error).__name__}: {error})") from None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def summarize_baseline(run: RunDir, config: Config) -> str:
     """``distill show`` for a baseline's run directory."""
-    m = run.read_metrics()
+    if not run.metrics.exists():
+        return "\n".join([f"run        {run.path}", f"method     {config.method} baseline: {config.dataset.name}, {config.model.name}",
+                          f"status     unfinished: it stopped before writing metrics.json; a baseline does not resume, so run it "
+                          f"again: distill run {run.config} -o {run.path} --overwrite"])
+    m = run.read_metrics(("method", "dataset", "model", "n_distilled", "test_acc", "search_samples", "seconds"))
     acc = m["test_acc"]
     setting = (f"memory {m['memory']}, k={m['k']}, {m['distance']} distance, {m['sets']} sets" if m["method"] == "knn"
                else f"lr {m['lr']}, {m['epochs']} epochs of {m['steps']} steps, {m['sets']} sets")

@@ -42,11 +42,13 @@ def train_full(
     lr: float,
     batch_size: int,
     gen: torch.Generator,
-) -> Tensor:
-    """``theta0`` ([P]) trained with Adam for ``epochs`` shuffled passes over ``(x, y)``; returns θ ([P])."""
+) -> tuple[Tensor, Tensor]:
+    """``theta0`` ([P]) trained with Adam for ``epochs`` shuffled passes over ``(x, y)``;
+    returns θ ([P]) and each pass's mean training loss ([epochs])."""
     stack = theta0.detach().clone()[None].requires_grad_()
     optimizer = torch.optim.Adam([stack], lr=lr)
+    losses = []
     for _ in range(epochs):
         order = torch.randperm(len(y), generator=gen).to(x.device)
-        train_epoch(net, stack, optimizer, x, y, order[None], batch_size)
-    return stack.detach()[0]
+        losses.append(train_epoch(net, stack, optimizer, x, y, order[None], batch_size)[0])
+    return stack.detach()[0], torch.stack(losses)

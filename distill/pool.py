@@ -27,7 +27,7 @@ from torch import Tensor
 
 from .errors import UserError
 from .models import model_options
-from .rundir import atomic_write
+from .files import load_tensors, save_tensors
 
 FORMAT, VERSION = "distill-pool", 1
 
@@ -82,7 +82,7 @@ class Pool:
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: torch.save(self.state(), tmp))
+        save_tensors(path, self.state())
 
     def check(self, expected: Architecture, path: str | Path) -> None:
         """Raise a ``UserError`` naming both architectures unless the pool is for ``expected``."""
@@ -99,21 +99,27 @@ def load_pool(path: str | Path) -> Pool:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no pool file at {path}; create it with: distill pretrain CONFIG -o {path}")
-    try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as error:
-        raise UserError(f"{path} is not a pool file ({error})") from None
+    state = load_tensors(path, "the pool file")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path} is not a pool file (it lacks format: {FORMAT}); create one with distill pretrain")
     if state.get("version") != VERSION:
         raise UserError(f"{path} is a version {state.get('version')} pool file; this distill reads version {VERSION}")
     try:
         model = state["model"]
-        architecture = Architecture(model["name"], model["options"], tuple(state["input_shape"]), state["num_classes"], state["num_params"])
+        architecture = Architecture(str(model["name"]), dict(model["options"]), tuple(int(s) for s in state["input_shape"]),
+                                    int(state["num_classes"]), int(state["num_params"]))
         thetas, test_acc = state["thetas"], state["test_acc"]
-    except (KeyError, TypeError) as error:
+    except KeyError as error:
         raise UserError(f"the pool file {path} is corrupt: it lacks {error}") from None
-    if thetas.ndim != 2 or thetas.shape[1] != architecture.num_params:
+    except (TypeError, ValueError) as error:
+        raise UserError(f"the pool file {path} is corrupt: its model description is malformed ({error})") from None
+    if not torch.is_tensor(thetas) or not torch.is_tensor(test_acc):
+        raise UserError(f"the pool file {path} is corrupt: its thetas and test_acc must be tensors")
+    if thetas.ndim != 2 or thetas.shape[1] != architecture.num_params or not thetas.is_floating_point():
         raise UserError(f"the pool file {path} is corrupt: weights of shape {tuple(thetas.shape)} for {architecture.num_params} parameters")
+    if not torch.isfinite(thetas).all():
+        bad = sorted(set(torch.nonzero(~torch.isfinite(thetas))[:, 0].tolist()))
+        raise UserError(f"the pool file {path} is corrupt: networks {', '.join(map(str, bad[:5]))}"
+                        f"{' ...' if len(bad) > 5 else ''} have non-finite weights")
     meta = {k: v for k, v in state.items() if k not in ("format", "version", "thetas", "test_acc", "model", "input_shape", "num_classes", "num_params")}
     return Pool(thetas, test_acc, architecture, meta)

@@ -29,7 +29,7 @@ from .functional import FunctionalNet
 from .inits import generator, init_weights
 from .models import build_model
 from .pool import Architecture, Pool
-from .rundir import atomic_write
+from .files import check_writable, load_tensors, save_tensors
 
 POOL_STREAM = 5
 LAST_BATCH = "kept"  # how a pass treats its last partial batch; pools before it dropped it (no entry)
@@ -54,13 +54,15 @@ class PoolCheckpoint:
         self.path = out.with_name(out.name + ".partial")
 
     def save(self, state: dict[str, Any]) -> None:
-        atomic_write(self.path, lambda tmp: torch.save(state, tmp))
+        save_tensors(self.path, state)
 
     def load(self) -> dict[str, Any]:
-        try:
-            return torch.load(self.path, weights_only=True, map_location="cpu")
-        except Exception as error:
-            raise UserError(f"the partial pool {self.path} is corrupt ({error}); delete it and start again") from None
+        state = load_tensors(self.path, "the partial pool", advice="; delete it and start again")
+        if (not isinstance(state, dict) or not {"meta", "architecture", "thetas", "test_acc", "chunk"} <= set(state)
+                or not isinstance(state["meta"], dict) or not torch.is_tensor(state["thetas"]) or not torch.is_tensor(state["test_acc"])
+                or not (state["chunk"] is None or isinstance(state["chunk"], dict))):
+            raise UserError(f"the partial pool {self.path} is corrupt (it lacks its state); delete it and start again")
+        return state
 
 
 def pretrain(config: Config, out: str | Path, resume: bool = False, on_epoch: Callable[[int, int], None] | None = None) -> Pool:
@@ -75,6 +77,7 @@ def pretrain(config: Config, out: str | Path, resume: bool = False, on_epoch: Ca
         raise UserError(f"{out} already exists; choose another -o or delete it")
     if checkpoint.path.exists() and not resume:
         raise UserError(f"{checkpoint.path} holds an unfinished pool; pass --resume to continue it or delete it")
+    check_writable(out.parent)
     dataset = source_dataset(config)
     module = build_model(config.model.name, dataset.input_shape, dataset.num_classes, **config.model.options)
     net = FunctionalNet.of(module)
@@ -99,6 +102,7 @@ def pretrain(config: Config, out: str | Path, resume: bool = False, on_epoch: Ca
         if state.get("meta") != meta or state.get("architecture") != architecture.as_dict():
             raise UserError(f"cannot resume {checkpoint.path} with a different config; use the config that started it")
 
+    out.parent.mkdir(parents=True, exist_ok=True)
     x, y = dataset.train_x, dataset.train_y
     total = settings.networks * settings.epochs
     done = len(state["thetas"]) * settings.epochs + (state["chunk"]["epoch"] if state["chunk"] else 0)
@@ -119,8 +123,10 @@ def pretrain(config: Config, out: str | Path, resume: bool = False, on_epoch: Ca
                 perms = torch.stack([torch.randperm(len(y), generator=generator(*meta["seeds"][i], epoch)) for i in ids])
                 losses = train_epoch(net, stack, optimizer, x, y, perms, settings.batch_size)
                 if not torch.isfinite(losses).all():
+                    kept = (f"the last finished epoch is saved in {checkpoint.path}" if checkpoint.path.exists()
+                            else "nothing was saved, as no epoch had finished")
                     raise DivergenceError(f"pretraining diverged (loss {losses.tolist()}) for networks {ids.start}-{ids.stop - 1} "
-                                    f"in epoch {epoch + 1}; lower pretrain.lr (the last finished epoch is saved in {checkpoint.path})")
+                                          f"in epoch {epoch + 1}; lower pretrain.lr ({kept})")
                 state["chunk"] = {"theta": stack.detach().clone(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1}
                 checkpoint.save(state)
                 progress.update(len(ids))

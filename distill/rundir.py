@@ -1,16 +1,21 @@
 """The run directory: the files every command writes and reads (DESIGN.md, "Run directory").
 
-``config.yaml`` (resolved config), ``checkpoint.pt`` (resumable state, written
-atomically), ``distilled.pt``, ``log.csv``, ``metrics.json``, ``grid.png`` (images) or
-``words.txt`` (text), and for learned labels ``labels.csv``.
+``config.yaml`` (resolved config), ``checkpoint.pt`` (resumable state), ``distilled.pt``,
+``init.pt`` (the fixed initial weights, for fixed and pretrained-fixed runs), ``log.csv``,
+``metrics.json``, ``grid.png`` (images) or ``words.txt`` (text), and for learned labels
+``labels.csv``. Every file is written atomically (``atomic_write``): a reader, or a run
+killed while it writes, sees the old file or the new one, never half of one. A directory
+that holds any of these is a run, and is never overwritten without ``--resume`` or
+``--overwrite``.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
-import tempfile
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +24,15 @@ import yaml
 
 from .config import read_yaml
 from .errors import UserError
+from .files import TEMPORARY, check_writable, load_tensors, save_tensors, write_json, write_text
 
 LOG_FIELDS = (
     "iteration", "epoch", "loss", "lr_min", "lr_mean", "lr_max", "outer_lr", "grad_norm_max", "seconds", "test_acc", "select_acc",
 )
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` and rename the result over ``path``: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+ARTEFACTS = (
+    "config.yaml", "checkpoint.pt", "distilled.pt", "init.pt", "best.pt", "log.csv", "metrics.json", "grid.png",
+    "labels.csv", "words.txt", "continual.json", "continual.png", "memory.pt", "memory",
+)
 
 
 class RunDir:
@@ -45,6 +43,7 @@ class RunDir:
         self.config = self.path / "config.yaml"
         self.checkpoint = self.path / "checkpoint.pt"
         self.distilled = self.path / "distilled.pt"
+        self.init = self.path / "init.pt"
         self.best = self.path / "best.pt"
         self.log = self.path / "log.csv"
         self.metrics = self.path / "metrics.json"
@@ -52,61 +51,118 @@ class RunDir:
         self.labels = self.path / "labels.csv"
         self.words = self.path / "words.txt"
 
-    def create(self) -> None:
+    def artefacts(self) -> list[str]:
+        """The names of the run files (``ARTEFACTS``) that exist in the directory."""
+        return [name for name in ARTEFACTS if (self.path / name).exists()]
+
+    def claim(self, resume: bool = False, overwrite: bool = False, resumable: bool = True) -> None:
+        """Check, before any work, that a run may write here: a fresh run needs a directory
+        without run files (or ``overwrite``); a resumed one needs its ``config.yaml``. The
+        directory (or the first existing folder above it) must be writable. ``resumable``:
+        whether the message may suggest ``--resume`` (baselines cannot resume)."""
+        if resume and overwrite:
+            raise UserError("--resume continues the run in the directory and --overwrite replaces it: choose one")
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"-o {self.path} is a file, not a directory")
+        if resume:
+            self.read_config()
+        elif not overwrite and (found := self.artefacts()):
+            state = "a finished run" if self.metrics.exists() else "an unfinished run"
+            resume_hint = "" if self.metrics.exists() or not resumable else "pass --resume to continue it, "
+            raise UserError(f"{self.path} already holds {state}; {resume_hint}pass --overwrite to replace it, "
+                            f"or choose another -o (it holds {', '.join(found)})")
+        self.check_writable()
+
+    def check_writable(self) -> None:
+        check_writable(self.path)
+
+    def create(self, overwrite: bool = False) -> None:
+        """Make the directory; with ``overwrite``, first remove the run files a run left in
+        it (nothing else). Leftover temporary files of a killed write of a run file are removed."""
         self.path.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            for name in self.artefacts():
+                target = self.path / name
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+        for name in ARTEFACTS:
+            for leftover in self.path.glob(f".{name}{TEMPORARY}*"):
+                leftover.unlink()
 
     def write_config(self, config: dict[str, Any]) -> None:
-        atomic_write(self.config, lambda tmp: Path(tmp).write_text(yaml.safe_dump(config, sort_keys=False)))
+        write_text(self.config, yaml.safe_dump(config, sort_keys=False))
 
     def read_config(self) -> dict[str, Any]:
-        if not self.config.exists():
+        if not self.config.is_file():
             raise UserError(f"{self.path} is not a run directory: {self.config.name} is missing")
         return read_yaml(self.config)
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
-        atomic_write(self.metrics, lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2) + "\n"))
+        write_json(self.metrics, metrics)
 
-    def read_metrics(self) -> dict[str, Any]:
+    def read_metrics(self, required: tuple[str, ...] = ()) -> dict[str, Any]:
+        """``metrics.json``, which must hold the keys ``required``."""
         if not self.metrics.exists():
             raise UserError(f"{self.metrics} is missing: the run has not finished (resume it with --resume)")
         try:
-            return json.loads(self.metrics.read_text())
-        except json.JSONDecodeError as error:
-            raise UserError(f"{self.metrics} is corrupt ({error}); run `distill eval` or resume the run to rewrite it") from None
+            metrics = json.loads(self.metrics.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise UserError(f"{self.metrics} is corrupt ({error}); resume the run to rewrite it: distill run -o {self.path} --resume") from None
+        if not isinstance(metrics, dict):
+            raise UserError(f"{self.metrics} is corrupt: it holds a {type(metrics).__name__}, not a mapping")
+        missing = [key for key in required if key not in metrics]
+        if missing:
+            raise UserError(f"{self.metrics} is corrupt or was written by another program: it lacks {', '.join(missing)}")
+        return metrics
 
     def write_labels(self, labels, class_names) -> None:
         """The learned label matrix: one row per synthetic sample (``step, index``, then one
-        column per class), readable back by ``synthetic.label_file``."""
-        with open(self.labels, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["step", "index", *class_names])
-            for s, step in enumerate(labels.tolist()):
-                for j, row in enumerate(step):
-                    writer.writerow([s, j, *(f"{v:.6g}" for v in row)])
+        column per class), readable back by ``synthetic.read_soft_labels``."""
+        out = io.StringIO(newline="")
+        writer = csv.writer(out)
+        writer.writerow(["step", "index", *class_names])
+        for s, step in enumerate(labels.tolist()):
+            for j, row in enumerate(step):
+                writer.writerow([s, j, *(f"{v:.6g}" for v in row)])
+        write_text(self.labels, out.getvalue())
 
     def start_log(self, keep_until: int = 0) -> None:
         """A fresh ``log.csv``, keeping the rows of iterations ``≤ keep_until`` (for a resume)."""
         rows = [r for r in self.read_log() if int(r["iteration"]) <= keep_until] if keep_until else []
-        with open(self.log, "w", newline="") as f:
-            writer = csv.DictWriter(f, LOG_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        out = io.StringIO(newline="")
+        writer = csv.DictWriter(out, LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(self.log, out.getvalue())
 
     def append_log(self, row: dict[str, Any]) -> None:
         with open(self.log, "a", newline="") as f:
             csv.DictWriter(f, LOG_FIELDS).writerow(row)
 
     def read_log(self) -> list[dict[str, str]]:
+        """The rows of ``log.csv``. A last row without its line end (a run killed while it
+        appended) is dropped; any other malformed row is a ``UserError``."""
         if not self.log.exists():
             return []
-        with open(self.log, newline="") as f:
-            return list(csv.DictReader(f))
+        try:
+            text = self.log.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserError(f"cannot read {self.log} ({error})") from None
+        if not text.endswith("\n"):
+            text = text[: text.rfind("\n") + 1]
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        for line, row in enumerate(rows, start=2):
+            try:
+                int(row["iteration"]), float(row["loss"]), float(row["seconds"])
+                [float(value) for key, value in row.items() if key != "iteration" and value not in ("", None)]
+            except (KeyError, TypeError, ValueError):
+                raise UserError(f"{self.log} is corrupt at line {line}; delete the line to go on") from None
+        return rows
 
-    def save_checkpoint(self, iteration: int, data, optimizer, schedule, sampler, seconds: float) -> None:
-        """A distillation's resumable state after ``iteration`` completed iterations."""
+    def save_checkpoint(self, iteration: int, data, optimizer, schedule, sampler, seconds: float, fingerprint: str) -> None:
+        """A distillation's resumable state after ``iteration`` completed iterations, marked
+        with the ``fingerprint`` of the config that wrote it."""
         self.write_checkpoint({
+            "config": fingerprint,
             "iteration": iteration,
             "seconds": seconds,
             "data": data.state_dict(),
@@ -120,17 +176,25 @@ class RunDir:
         return self.read_checkpoint({"iteration", "seconds", "data", "optimizer", "schedule", "sampler"})
 
     def write_checkpoint(self, state: dict[str, Any]) -> None:
-        atomic_write(self.checkpoint, lambda tmp: torch.save(state, tmp))
+        save_tensors(self.checkpoint, state)
 
     def read_checkpoint(self, required: set[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
         """``checkpoint.pt`` with at least the keys ``required``; a missing or corrupt file is a UserError."""
         if not self.checkpoint.exists():
-            raise UserError(f"no checkpoint at {self.checkpoint}: the run never saved one")
-        try:
-            state = torch.load(self.checkpoint, weights_only=True, map_location=map_location)
-        except Exception as error:
-            raise UserError(f"the checkpoint {self.checkpoint} is corrupt ({error}); start the run again without --resume") from None
-        missing = required - set(state)
+            raise UserError(f"no checkpoint at {self.checkpoint}: the run never saved one{self.restart_advice()}")
+        state = load_tensors(self.checkpoint, "the checkpoint", map_location, self.restart_advice())
+        missing = required - set(state) if isinstance(state, dict) else required
         if missing:
-            raise UserError(f"the checkpoint {self.checkpoint} is corrupt: it lacks {', '.join(sorted(missing))}")
+            raise UserError(f"the checkpoint {self.checkpoint} is corrupt: it lacks {', '.join(sorted(missing))}{self.restart_advice()}")
         return state
+
+    def restart_advice(self) -> str:
+        """How to start the run in this directory afresh, replacing what it holds."""
+        return f"; start it again with: distill run {self.config} -o {self.path} --overwrite"
+
+    def checkpointed_iteration(self) -> int | None:
+        """The iteration a ``--resume`` restarts from, or None without a readable checkpoint."""
+        try:
+            return int(load_tensors(self.checkpoint, "the checkpoint")["iteration"])
+        except (UserError, KeyError, TypeError, ValueError):
+            return None

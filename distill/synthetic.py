@@ -6,6 +6,7 @@ learning rate ``r_t`` per step and epoch (``T = S × epochs``), with ``η_t = so
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import UserError
+from .files import first_line, load_tensors, save_tensors
 
 
 def inverse_softplus(y: float) -> float:
@@ -108,26 +110,41 @@ class DistilledData(nn.Module):
             yield self.x[t % self.steps], targets[t % self.steps], lr
 
     def save(self, path: str | Path) -> None:
-        torch.save(
-            {
-                "x": self.x.detach(),
-                "labels": self.labels.detach(),
-                "raw_lrs": self.raw_lrs.detach(),
-                "num_classes": self.num_classes,
-                "label_softmax": self.label_softmax,
-            },
-            path,
-        )
+        """Write the data atomically (``DistilledData.load`` reads it back)."""
+        save_tensors(path, {
+            "x": self.x.detach(),
+            "labels": self.labels.detach(),
+            "raw_lrs": self.raw_lrs.detach(),
+            "num_classes": self.num_classes,
+            "label_softmax": self.label_softmax,
+        })
 
     @classmethod
     def load(cls, path: str | Path) -> "DistilledData":
+        """The data ``save`` wrote; a missing, foreign or non-finite file is a ``UserError``."""
+        state = load_tensors(path, "the distilled data")
         try:
-            state = torch.load(path, weights_only=True, map_location="cpu")
-            return cls(state["x"], state["labels"], state["raw_lrs"], state["num_classes"], state.get("label_softmax", False))
-        except FileNotFoundError:
-            raise UserError(f"no distilled data at {path}") from None
-        except Exception as error:  # a truncated or foreign file
-            raise UserError(f"{path} is not a distilled-data file ({error})") from None
+            data = cls(state["x"], state["labels"], state["raw_lrs"], int(state["num_classes"]), bool(state.get("label_softmax", False)))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            raise UserError(f"{path} is not a distilled-data file ({first_line(error)})") from None
+        if not all(torch.isfinite(t).all() for t in (data.x, data.raw_lrs)) or (data.learns_labels and not torch.isfinite(data.labels).all()):
+            raise UserError(f"the distilled data {path} holds non-finite values")
+        return data
+
+    def check_fits(self, sample_shape: tuple[int, ...], num_classes: int, path: str | Path) -> None:
+        """A ``UserError`` unless the data (read from ``path``) trains a model of inputs
+        ``sample_shape`` and ``num_classes`` classes: hard labels in ``[0, C)``, soft ones of length C."""
+        problem = None
+        if tuple(self.x.shape[2:]) != tuple(sample_shape):
+            problem = f"samples of shape {tuple(self.x.shape[2:])}, not the dataset's {tuple(sample_shape)}"
+        elif self.num_classes != num_classes:
+            problem = f"{self.num_classes} classes, not the dataset's {num_classes}"
+        elif self.learns_labels and self.labels.shape[-1] != num_classes:
+            problem = f"label vectors of length {self.labels.shape[-1]}, not {num_classes}"
+        elif not self.learns_labels and self.labels.numel() and not 0 <= int(self.labels.min()) <= int(self.labels.max()) < num_classes:
+            problem = f"labels outside 0..{num_classes - 1}"
+        if problem:
+            raise UserError(f"the distilled data {path} does not fit this run: it holds {problem}")
 
 
 def initial_soft_labels(
@@ -158,20 +175,25 @@ def initial_soft_labels(
 
 def read_soft_labels(path: str | Path, n: int, num_classes: int) -> Tensor:
     """Label vectors [n, C] from a ``labels.csv`` written by a run (columns ``step, index,
-    then one per class``) or a ``.pt`` file holding an [n, C] tensor."""
+    then one per class``) or a ``.pt`` file holding an [n, C] tensor; all finite."""
     path = Path(path)
-    try:
-        if path.suffix == ".pt":
-            labels = torch.load(path, weights_only=True).float().reshape(-1, num_classes)
-        else:
-            rows = path.read_text().strip().splitlines()[1:]
-            labels = torch.tensor([[float(v) for v in row.split(",")[2:]] for row in rows])
-    except FileNotFoundError:
-        raise UserError(f"synthetic.label_file: no file at {path}") from None
-    except Exception as error:  # a malformed CSV, a foreign .pt, a pickle error
-        raise UserError(f"synthetic.label_file {path} does not hold a label matrix ({error})") from None
+    if not path.is_file():
+        raise UserError(f"synthetic.label_file: no file at {path}")
+    if path.suffix == ".pt":
+        labels = load_tensors(path, "synthetic.label_file")
+        if not torch.is_tensor(labels):
+            raise UserError(f"synthetic.label_file {path} holds a {type(labels).__name__}, not a label tensor")
+        labels = labels.float()
+    else:
+        try:
+            rows = [row for row in csv.reader(path.read_text(encoding="utf-8").splitlines()[1:]) if row]
+            labels = torch.tensor([[float(v) for v in row[2:]] for row in rows])
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise UserError(f"synthetic.label_file {path} does not hold a label matrix ({first_line(error)})") from None
     if labels.shape != (n, num_classes):
         raise UserError(f"synthetic.label_file {path} holds labels of shape {tuple(labels.shape)}, expected ({n}, {num_classes})")
+    if not torch.isfinite(labels).all():
+        raise UserError(f"synthetic.label_file {path} holds non-finite labels")
     return labels
 
 

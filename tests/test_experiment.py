@@ -39,8 +39,8 @@ def test_distillation_learns_on_digits(quick_config, tmp_path):
     config = quick_config("synthetic.data_init=normal", "outer.epochs=40", "outer.decay_epochs=40", "outer.lr=0.05")
     metrics = run_experiment(config, tmp_path)
     losses = [float(r["loss"]) for r in csv.DictReader(open(tmp_path / "log.csv"))]
-    assert losses[-1] < 0.5 * losses[0]
-    assert metrics["test_acc"]["mean"] > 0.6
+    assert losses[-1] < 0.5 * losses[0]  # observed ratio 0.32-0.37 over seeds 0-3
+    assert metrics["test_acc"]["mean"] > 0.55  # observed 0.74-0.83 over seeds 0-3; chance 10%, before 0.06-0.12
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted_run(quick_config, tmp_path):
@@ -95,7 +95,7 @@ def test_resume_needs_a_checkpoint_and_the_same_config(quick_config, tmp_path):
     run_experiment(quick_config(), tmp_path / "r")
     with pytest.raises(UserError, match="different config"):
         run_experiment(quick_config("outer.lr=0.5"), tmp_path / "r", resume=True)
-    with pytest.raises(UserError, match="already holds a run"):
+    with pytest.raises(UserError, match="already holds a finished run; pass --overwrite"):
         run_experiment(quick_config(), tmp_path / "r")
     (tmp_path / "r" / "checkpoint.pt").write_bytes(b"garbage")
     with pytest.raises(UserError, match="corrupt"):
@@ -137,18 +137,6 @@ def test_learned_soft_labels_with_fewer_samples_than_classes(quick_config, tmp_p
     assert torch.equal(reread.x.flatten(), fresh.flatten()), "freeze_data must leave the data as initialised"
     assert not torch.allclose(reread.labels, data.labels, atol=1e-4), "labels keep learning from the file's values"
     assert torch.allclose(reread.labels, data.labels, atol=0.2)
-
-
-@pytest.fixture(scope="module")
-def digits_pool(tmp_path_factory):
-    """Five MLPs (the quick config's model) pretrained on digits for one epoch."""
-    from distill.config import load_config
-    from distill.pretrain import pretrain
-
-    path = tmp_path_factory.mktemp("pool") / "pool.pt"
-    config = load_config(None, ["model.name=mlp", "model.hidden=[32]", "pretrain.networks=5", "pretrain.models_at_once=5",
-                                "pretrain.epochs=1", "pretrain.batch_size=128", "pretrain.lr=0.01", "run.progress=false"])
-    return path, pretrain(config, path)
 
 
 def test_pretrained_random_trains_on_the_pool_and_evaluates_its_held_out_networks(quick_config, tmp_path, digits_pool, monkeypatch):

@@ -14,7 +14,8 @@ def test_train_full_matches_module_training_with_the_same_batches():
     net = FunctionalNet.of(module)
     x, y = torch.randn(50, 1, 3, 3, dtype=torch.float64), torch.randint(3, (50,))
     theta0 = torch.nn.utils.parameters_to_vector(module.parameters()).detach().clone()
-    theta = train_full(net, theta0, x, y, epochs=2, lr=0.01, batch_size=16, gen=torch.Generator().manual_seed(5))
+    theta, losses = train_full(net, theta0, x, y, epochs=2, lr=0.01, batch_size=16, gen=torch.Generator().manual_seed(5))
+    assert losses.shape == (2,) and torch.isfinite(losses).all()
 
     optimizer = torch.optim.Adam(module.parameters(), lr=0.01)
     gen = torch.Generator().manual_seed(5)

@@ -50,5 +50,18 @@ def test_missing_and_foreign_files_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="not a pool file"):
         load_pool(tmp_path / "foreign.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
-    with pytest.raises(UserError, match="not a pool file"):
+    with pytest.raises(UserError, match="junk.pt is corrupt or not a distill file"):
         load_pool(tmp_path / "junk.pt")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: {**s, "thetas": s["thetas"].tolist()}, "must be tensors"),
+    (lambda s: {**s, "thetas": s["thetas"] * float("nan")}, "networks 0, 1 have non-finite weights"),
+    (lambda s: {**s, "model": {"name": "mlp", "options": [1]}}, "model description is malformed"),
+    (lambda s: {k: v for k, v in s.items() if k != "num_classes"}, "lacks 'num_classes'"),
+])
+def test_a_damaged_pool_is_named_when_it_is_read(tmp_path, change, message):
+    pool = Pool(torch.randn(2, 5), torch.rand(2), Architecture("mlp", {"hidden": [1]}, (1, 2, 2), 1, 5), {})
+    torch.save(change(pool.state()), tmp_path / "pool.pt")
+    with pytest.raises(UserError, match=message):
+        load_pool(tmp_path / "pool.pt")

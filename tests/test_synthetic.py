@@ -51,9 +51,9 @@ def test_save_load_round_trip_with_weights_only(tmp_path):
 
 def test_loading_garbage_is_a_user_error(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a torch file")
-    with pytest.raises(UserError, match="not a distilled-data file"):
+    with pytest.raises(UserError, match="corrupt or not a distill file"):
         DistilledData.load(tmp_path / "bad.pt")
-    with pytest.raises(UserError, match="no distilled data"):
+    with pytest.raises(UserError, match="distilled data .*missing.pt is missing"):
         DistilledData.load(tmp_path / "missing.pt")
 
 

@@ -27,7 +27,8 @@ from ..experiment import resolve_device
 from ..functional import FunctionalNet
 from ..inits import generator, init_weights
 from ..models import build_model
-from ..rundir import RunDir, atomic_write
+from ..files import save_tensors, write_json
+from ..rundir import RunDir
 from ..viz import save_accuracy_matrix
 from .learners import head_of, make_learner, train_task
 from .memory import distilled_memory, real_memory
@@ -65,13 +66,16 @@ CHECKPOINT_KEYS = {"tasks_done", "theta", "accuracy_matrix", "initial_accuracy",
 
 
 def run_continual(
-    config: Config, out: str | Path, resume: bool = False, on_task: Callable[[int], None] | None = None,
+    config: Config, out: str | Path, resume: bool = False, overwrite: bool = False,
+    on_task: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``config.continual.learner`` on the stream, task after task, into ``out``.
 
     After every task the state (weights, accuracy rows, learner memory, random streams)
     goes to ``checkpoint.pt``; ``resume`` continues from it (and a task's memory
-    distillation from its own checkpoint) and ends exactly as an uninterrupted run.
+    distillation from its own checkpoint) and ends exactly as an uninterrupted run;
+    ``overwrite`` replaces the run files already in ``out`` (``run_experiment`` has refused
+    a directory holding a run without either).
     ``on_task(k)`` is called after task ``k`` (1-based) is saved.
     """
     c = config.continual
@@ -81,11 +85,7 @@ def run_continual(
             raise UserError(f"{run.path} has finished all its tasks; there is nothing to resume (see: distill show {run.path})")
         if not run.checkpoint.exists():
             raise UserError(f"{run.path} was interrupted before its first task ended, so it has no checkpoint; "
-                            f"start it again with: distill run {run.config} -o {run.path}")
-    elif run.metrics.exists():
-        raise UserError(f"{run.path} already holds a finished run; choose another -o")
-    elif run.checkpoint.exists():
-        raise UserError(f"{run.path} already holds an unfinished run; pass --resume to continue it or choose another -o")
+                            f"start it again with: distill run {run.config} -o {run.path} --overwrite")
     device = resolve_device(config.run.device)
     dataset, tasks = load_stream(
         c.stream.name, c.stream.tasks, c.stream.samples_per_task, c.stream.classes_per_task,
@@ -93,7 +93,9 @@ def run_continual(
     )
     check_memory(tasks, c.memory_per_task, c.memory == "distilled")
     checkpoint = run.read_checkpoint(CHECKPOINT_KEYS, map_location=device) if resume else None
-    run.create()
+    if checkpoint is not None and checkpoint.get("config", config.fingerprint()) != config.fingerprint():
+        raise UserError(f"the checkpoint {run.checkpoint} was written by a run of another config{run.restart_advice()}")
+    run.create(overwrite)
     run.write_config(config.model_dump(mode="json"))
 
     module = build_model(config.model.name, dataset.input_shape, dataset.num_classes, **config.model.options).to(device)
@@ -141,7 +143,7 @@ def run_continual(
             distill_seconds.append(round(seconds, 3))
         learner.end_task(theta, heads[k], x, y, memory)
         run.write_checkpoint({
-            "tasks_done": k + 1, "theta": theta, "accuracy_matrix": R, "initial_accuracy": initial,
+            "config": config.fingerprint(), "tasks_done": k + 1, "theta": theta, "accuracy_matrix": R, "initial_accuracy": initial,
             "train_seconds": train_seconds, "distill_seconds": distill_seconds, "learner": learner.state_dict(),
             "shuffle": shuffle.get_state(), "memory_gen": memory_gen.get_state(), "seconds": time.perf_counter() - started,
         })
@@ -158,11 +160,11 @@ def run_continual(
         "train_seconds": train_seconds, "distill_seconds": distill_seconds,
         "projections": getattr(learner, "projections", None),
     }
-    atomic_write(run.path / "continual.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))
+    write_json(run.path / "continual.json", record)
     save_accuracy_matrix(run.path / "continual.png", R, f"{c.stream.name}, {_label(config)}: ACC {100 * figures['acc']:.1f}%")
     if c.learner == "gem":
         memories = learner.state_dict()
-        torch.save({"x": [x.cpu() for x in memories["x"]], "y": [y.cpu() for y in memories["y"]]}, run.path / "memory.pt")
+        save_tensors(run.path / "memory.pt", {"x": [x.cpu() for x in memories["x"]], "y": [y.cpu() for y in memories["y"]]})
     final = R[-1]
     metrics = {
         "method": config.method,
@@ -200,7 +202,7 @@ def summarize_continual(run: RunDir, config: Config) -> str:
     results = run.path / "continual.json"
     if not run.metrics.exists():
         if not run.checkpoint.exists():
-            status = f"unfinished before its first task ended (start it again: distill run {run.config} -o {run.path})"
+            status = f"unfinished before its first task ended (start it again: distill run {run.config} -o {run.path} --overwrite)"
         else:
             done = run.read_checkpoint(CHECKPOINT_KEYS)["tasks_done"]
             status = f"unfinished after {done} of {c.stream.tasks} tasks (continue with: distill run -o {run.path} --resume)"

@@ -61,7 +61,11 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, **optio
         )
     if num_classes < 1:
         raise UserError(f"num_classes must be at least 1; got {num_classes}")
-    return MODELS[name](shape, num_classes, **options)
+    try:
+        return MODELS[name](shape, num_classes, **options)
+    except (TypeError, ValueError, RuntimeError) as error:  # options the architecture cannot be built with
+        raise UserError(f"model '{name}' cannot be built for {num_classes} classes on {'x'.join(map(str, shape))} inputs "
+                        f"with options {options}: {error}") from None
 
 
 __all__ = ["MODELS", "AlexCifarNet", "ConvNet", "LeNet", "MLP", "ResNet18", "TextCNN", "TextLSTM", "build_model", "model_options"]
