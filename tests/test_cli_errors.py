@@ -191,6 +191,7 @@ CASES = {
     "plot into a folder that cannot be made": (in_copy("compare", None, "--plot", "/proc/none/p.png"), "/proc/none"),
     "a bool for a number": (run_with("outer.lr=true"), "outer.lr: Input should be a valid number"),
     "a float for an integer": (run_with("synthetic.n=20.0"), "synthetic.n: Input should be a valid integer"),
+    "channels a picture cannot show": (run_with("dataset.channels=2"), "dataset.channels must be 1 (grey) or 3 (RGB); got 2"),
 }
 
 

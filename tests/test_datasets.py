@@ -6,9 +6,11 @@ import bz2
 import dataclasses
 import gzip
 import hashlib
+import io
 import pickle
 import struct
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +184,31 @@ def test_mnist_label_count_mismatch_names_the_file(tmp_path):
     assert str(labels) in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("stem", "array", "reason"),
+    [
+        ("train-labels-idx1-ubyte", np.array([3, 1, 12, 1, 5], np.uint8), "label 12 is not one of the classes 0..9"),
+        ("t10k-labels-idx1-ubyte", np.array([9, 10], np.uint8), "label 10 is not one of the classes 0..9"),
+        ("train-labels-idx1-ubyte", np.array([3, 1, -2, 1, 5], np.int32), "expected 5 labels \\(uint8\\), found >i4"),
+        ("train-images-idx3-ubyte", np.zeros((5, 3, 4), np.int32), "expected uint8 images"),
+        ("train-images-idx3-ubyte", np.zeros((5, 1, 3, 4), np.uint8), "expected uint8 images \\[N, H, W\\]"),
+        ("train-images-idx3-ubyte", np.zeros((0, 3, 4), np.uint8), "no size 0"),
+        ("t10k-images-idx3-ubyte", np.zeros((2, 4, 4), np.uint8), "test images are \\(1, 4, 4\\) .* train images are \\(1, 3, 4\\)"),
+    ],
+)
+def test_bad_idx_contents_name_the_file(tmp_path, stem, array, reason):
+    raw = tmp_path / "MNIST" / "raw"
+    make_idx_dataset(raw, gz=False)
+    path = write_idx(raw / stem, array, gz=False)
+    with pytest.raises(UserError, match=reason) as error:
+        load_dataset("mnist", root=tmp_path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_corrupt_error_is_one_line():
+    assert str(images.corrupt_error(Path("f.mat"), "first\n  second")).startswith("cannot read f.mat: first second;")
+
+
 # --- CIFAR ------------------------------------------------------------------------------------
 
 
@@ -234,6 +261,58 @@ def test_corrupt_cifar_batch_names_the_file(tmp_path, content):
     assert str(folder / "data_batch_3") in str(error.value)
 
 
+PIXELS = RNG.integers(0, 256, (2, 3072), dtype=np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("batch", "reason"),
+    [
+        ({"data": PIXELS, "labels": [1, 10]}, "label 10 is not one of the classes 0..9"),
+        ({"data": PIXELS, "labels": [-1, 2]}, "label -1 is not one"),
+        ({"data": PIXELS, "labels": [1.5, 2]}, "label 1.5 is not one"),
+        ({"data": PIXELS, "labels": ["1", "2"]}, "labels must be numbers, found <U1"),
+        ({"data": PIXELS, "labels": [True, False]}, "labels must be numbers, found bool"),
+        ({"data": PIXELS, "labels": [1, 2**70]}, "labels must be numbers, found object"),
+        ({"data": PIXELS, "labels": None}, "2 images but labels of shape \\(\\)"),
+        ({"data": PIXELS, "labels": [[1], [2]]}, "2 images but labels of shape \\(2, 1\\)"),
+        ({"data": PIXELS, "labels": [[1, 2], 3]}, "labels are not a flat list of numbers"),
+        ({"data": PIXELS * 1.5, "labels": [1, 2]}, "expected 'data' as a uint8 array \\[N, 3072\\], found float64"),
+        ({"data": [[300] * 3072, [1] * 3072], "labels": [1, 2]}, "found list"),
+        ({"data": PIXELS.reshape(-1), "labels": [1, 2]}, "found uint8 \\(6144,\\)"),
+        ({"data": PIXELS.reshape(2, 32, 32, 3), "labels": [1, 2]}, "found uint8 \\(2, 32, 32, 3\\)"),
+        ({"data": PIXELS.tobytes(), "labels": [1, 2]}, "found bytes"),
+        ({"data": PIXELS[:0], "labels": []}, "the batch holds no images"),
+        ({"labels": [1]}, "expected the keys 'data' and 'labels'"),
+    ],
+)
+def test_bad_cifar_batch_contents_name_the_file(tmp_path, batch, reason):
+    folder = tmp_path / "cifar-10-batches-py"
+    make_cifar10(folder)
+    write_pickle(folder / "data_batch_2", batch)
+    with pytest.raises(UserError, match=reason) as error:
+        load_dataset("cifar10", root=tmp_path)
+    assert str(folder / "data_batch_2") in str(error.value)
+
+
+def test_cifar100_label_range_is_100_classes(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    write_pickle(folder / "train", {"data": PIXELS, "fine_labels": [99, 100]})
+    write_pickle(folder / "test", {"data": PIXELS[:1], "fine_labels": [7]})
+    write_pickle(folder / "meta", {"fine_label_names": [f"f{k}" for k in range(100)]})
+    with pytest.raises(UserError, match=f"{folder / 'train'}: label 100 is not one of the classes 0..99"):
+        load_dataset("cifar100", root=tmp_path)
+
+
+@pytest.mark.parametrize("names", [5, ["a", "b"], [b"x%d" % k for k in range(10)], {"a": 1}, None])
+def test_bad_cifar_class_names_name_the_file(tmp_path, names):
+    folder = tmp_path / "cifar-10-batches-py"
+    make_cifar10(folder)
+    write_pickle(folder / "batches.meta", {"label_names": names} if names is not None else {"num_vis": 3072})
+    with pytest.raises(UserError, match="expected 'label_names' to be a list of 10 class names") as error:
+        load_dataset("cifar10", root=tmp_path)
+    assert str(folder / "batches.meta") in str(error.value)
+
+
 def test_cifar_missing_file_is_named(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     make_cifar10(folder)
@@ -265,6 +344,121 @@ def test_svhn(tmp_path):
     assert_pixels(data.train_x, data, expected)
     assert data.train_y[0].item() == 0
     assert data.train_y.tolist() == [label % 10 for label in train_y[:, 0].tolist()]
+
+
+def mat_bytes(variables: dict, compress: bool = False) -> bytes:
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, variables, do_compression=compress)
+    return buffer.getvalue()
+
+
+SVHN_X = np.zeros((5, 4, 3, 2), np.uint8)
+SVHN_Y = np.array([[1], [10]], np.uint8)
+MAT_V73 = b"MATLAB 7.3 MAT-file, Platform: GLNXA64".ljust(116) + bytes(8) + b"\x00\x02IM" + b"\x89HDF\r\n\x1a\n" + bytes(64)
+
+
+def flip_byte(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (mat_bytes({"X": SVHN_X, "y": np.array([[1], [11]], np.uint8)}), "label 11 is not one of the classes 1..10"),
+        (mat_bytes({"X": SVHN_X, "y": np.array([[0], [1]], np.uint8)}), "label 0 is not one"),
+        (mat_bytes({"X": SVHN_X, "y": np.array([[1.5], [2.0]])}), "label 1.5 is not one"),
+        (mat_bytes({"X": SVHN_X * 0.5, "y": SVHN_Y}), "expected X as uint8 \\[H, W, 3, N\\], found float64"),
+        (mat_bytes({"X": SVHN_X[:, :, :2], "y": SVHN_Y}), "found uint8 \\(5, 4, 2, 2\\)"),
+        (mat_bytes({"X": np.array([[1, "a"]], dtype=object), "y": SVHN_Y}), "X is a cell array"),
+        (mat_bytes({"X": {"a": 1}, "y": SVHN_Y}), "X is a struct array"),
+        (mat_bytes({"X": SVHN_X, "y": "ab"}), "y is a char array"),
+        (mat_bytes({"X": SVHN_X}), "KeyError\\('y'\\)"),
+        (mat_bytes({"X": SVHN_X[:3], "y": SVHN_Y}), "test images are \\(3, 3, 4\\)"),
+        (mat_bytes({"X": SVHN_X, "y": SVHN_Y})[:100], "not an SVHN .mat file"),  # truncated header
+        (flip_byte(mat_bytes({"X": SVHN_X, "y": SVHN_Y}, compress=True), 180), "not an SVHN .mat file"),
+        (MAT_V73, "not an SVHN .mat file .*v7.3"),
+    ],
+    ids=[
+        "label 11", "label 0", "label 1.5", "float X", "two channels", "cell X", "struct X", "str y", "no y",
+        "test size", "truncated", "corrupt compressed", "v7.3",
+    ],
+)
+def test_bad_svhn_contents_name_the_file(tmp_path, content, reason):
+    write_svhn(tmp_path / "SVHN" / "train_32x32.mat", 2)
+    path = tmp_path / "SVHN" / "test_32x32.mat"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=reason) as error:
+        load_dataset("svhn", root=tmp_path)
+    assert str(path) in str(error.value)
+
+
+def mat_element(mdtype: int, data: bytes, order: str) -> bytes:
+    """A MAT v5 data element: tag, data, padding to 8 bytes."""
+    return struct.pack(f"{order}II", mdtype, len(data)) + data + bytes(-len(data) % 8)
+
+
+def mat_matrix(name: str, mxclass: int, shape: tuple[int, ...], mitype: int, data: bytes, order: str) -> bytes:
+    """An miMATRIX element as MATLAB writes one: flags (class), dimensions, name, real part."""
+    return mat_element(
+        14,
+        mat_element(6, struct.pack(f"{order}II", mxclass, 0), order)
+        + mat_element(5, struct.pack(f"{order}{len(shape)}i", *shape), order)
+        + mat_element(1, name.encode(), order)
+        + mat_element(mitype, data, order),
+        order,
+    )
+
+
+def mat_file(matrices: list[bytes], order: str, compress: bool) -> bytes:
+    """A MAT v5 file of ``matrices``, each zlib-compressed (as MATLAB's default -v7 writes) if ``compress``."""
+    header = b"MATLAB 5.0 MAT-file, written by hand".ljust(116) + bytes(8) + struct.pack(f"{order}H", 0x0100)
+    header += b"IM" if order == "<" else b"MI"
+    if compress:
+        matrices = [struct.pack(f"{order}II", 15, len(z)) + z for z in map(zlib.compress, matrices)]
+    return header + b"".join(matrices)
+
+
+MX_DOUBLE, MX_UINT8, MI_UINT8, MI_INT16 = 6, 9, 2, 3
+
+
+@pytest.mark.parametrize(("order", "compress"), [("<", True), ("<", False), (">", True)])
+def test_svhn_as_matlab_writes_it(tmp_path, order, compress):
+    """X uint8; y double, but stored in the smallest type that holds it (uint8 or int16), as MATLAB does."""
+    x = RNG.integers(0, 256, (5, 4, 3, 3), dtype=np.uint8)
+    labels = np.array([10, 1, 7], np.dtype(">i2" if order == ">" else "<i2"))
+    matrices = [
+        mat_matrix("X", MX_UINT8, x.shape, MI_UINT8, x.tobytes(order="F"), order),
+        mat_matrix("y", MX_DOUBLE, (3, 1), MI_INT16, labels.tobytes(), order),
+    ]
+    write_svhn(tmp_path / "SVHN" / "train_32x32.mat", 2)
+    (tmp_path / "SVHN" / "test_32x32.mat").write_bytes(mat_file(matrices, order, compress))
+    data = load_dataset("svhn", root=tmp_path)
+    assert data.test_y.tolist() == [0, 1, 7]
+    assert_pixels(data.test_x, data, np.einsum("hwcn->nchw", x) / 255)
+
+
+@pytest.mark.parametrize(
+    ("mitype", "payload", "reason"),
+    [
+        (48, b"\x01\x0a", "y: data of type 48"),  # scipy 1.17's loadmat reads a wild pointer here and crashes
+        (MI_UINT8, b"\x01", "y: 1 bytes of uint8 for the shape \\(2, 1\\)"),
+    ],
+)
+def test_svhn_crafted_data_element(tmp_path, mitype, payload, reason):
+    matrices = [mat_matrix("X", MX_UINT8, SVHN_X.shape, MI_UINT8, SVHN_X.tobytes(), "<"),
+                mat_matrix("y", MX_UINT8, (2, 1), mitype, payload, "<")]
+    write_svhn(tmp_path / "SVHN" / "train_32x32.mat", 2)
+    path = tmp_path / "SVHN" / "test_32x32.mat"
+    path.write_bytes(mat_file(matrices, "<", compress=False))
+    with pytest.raises(UserError, match=reason) as error:
+        load_dataset("svhn", root=tmp_path)
+    assert str(path) in str(error.value)
+
+
+def test_svhn_labels_stored_as_whole_doubles(tmp_path):
+    write_svhn(tmp_path / "SVHN" / "train_32x32.mat", 2)
+    (tmp_path / "SVHN" / "test_32x32.mat").write_bytes(mat_bytes({"X": SVHN_X, "y": np.array([[1.0], [10.0]])}))
+    assert load_dataset("svhn", root=tmp_path).test_y.tolist() == [1, 0]
 
 
 def test_corrupt_svhn_names_the_file(tmp_path):
@@ -302,7 +496,25 @@ def test_usps(tmp_path):
     assert unnormalise(data.train_x, data)[0, 0, 0, 6].item() == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("content", [b"garbage", bz2.compress(b"1 1:0.5 x:y\n"), bz2.compress(b"11 1:0.5\n")])
+USPS_BZ2 = bz2.compress(b"1 1:0.5 2:-0.5\n2 3:1\n")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"garbage",
+        bz2.compress(b"1 1:0.5 x:y\n"),
+        bz2.compress(b"11 1:0.5\n"),
+        bz2.compress(b"1 1:nan\n"),
+        bz2.compress(b"1 1:inf\n"),
+        bz2.compress(b"1 1:7\n"),  # values are in [-1, 1]
+        bz2.compress(b""),  # no samples
+        b"",
+        USPS_BZ2[:-10],  # truncated
+        flip_byte(USPS_BZ2, 20),
+    ],
+    ids=["garbage", "bad index", "label 11", "nan", "inf", "value 7", "no samples", "empty", "truncated", "flipped"],
+)
 def test_corrupt_usps_names_the_file(tmp_path, content):
     write_usps(tmp_path / "USPS" / "usps.bz2", [1], np.zeros((1, 256)))
     bad = tmp_path / "USPS" / "usps.t.bz2"
@@ -466,7 +678,8 @@ def test_rgb_to_grey_is_luma_normalised_with_train_statistics():
     [
         ({"resize": 0}, "dataset.resize must be a positive integer or \\[height, width\\]; got 0"),
         ({"resize": [28]}, "dataset.resize must be"),
-        ({"channels": "rgb"}, "dataset.channels must be a positive integer"),
+        ({"channels": "rgb"}, "dataset.channels must be 1 \\(grey\\) or 3 \\(RGB\\)"),
+        ({"channels": 2}, "dataset.channels must be 1 \\(grey\\) or 3 \\(RGB\\); got 2"),
         ({"size": 28}, "takes only the options resize, channels; got: size"),
     ],
 )
@@ -475,8 +688,8 @@ def test_bad_resize_and_channel_options(options, message):
         load_dataset("digits", **options)
 
 
-def test_three_channels_cannot_become_two():
-    arrays = images.ImageArrays(np.zeros((1, 3, 2, 2), np.float32), np.zeros(1), np.zeros((1, 3, 2, 2), np.float32),
-                                np.zeros(1), (0.5,) * 3, (0.2,) * 3, ("a",))
-    with pytest.raises(UserError, match="cannot turn 3-channel images into 2 channels"):
-        reshape.reshape_images(arrays, channels=2)
+def test_two_channel_images_cannot_become_three():
+    arrays = images.ImageArrays(np.zeros((1, 2, 2, 2), np.float32), np.zeros(1), np.zeros((1, 2, 2, 2), np.float32),
+                                np.zeros(1), (0.5,) * 2, (0.2,) * 2, ("a",))
+    with pytest.raises(UserError, match="cannot turn 2-channel images into 3 channels"):
+        reshape.reshape_images(arrays, channels=3)

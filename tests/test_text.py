@@ -7,6 +7,7 @@ import hashlib
 import re
 import tarfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -148,12 +149,60 @@ def test_read_glove_dimension_mismatch(tmp_path):
 
 @pytest.mark.parametrize(
     ("bad_line", "reason"),
-    [("movie 1 2 3", "found 3 numbers"), ("movie 1 2 x 4", "could not convert"), ("movie 1 2 3 4 5", "5 numbers")],
+    [
+        ("movie 1 2 3", "found 3 numbers"),
+        ("movie 1 2 x 4", "could not convert"),
+        ("movie 1 2 3 4 5", "5 numbers"),
+        ("unused 1 2 3", "found 3 numbers"),  # every line's count is checked, not only the vocabulary's
+        ("movie 1 nan 3 4", "nan, infinite or too large"),
+        ("movie 1 2 -inf 4", "nan, infinite or too large"),
+        ("movie 1 2 3 1e39", "nan, infinite or too large"),  # beyond float32
+    ],
 )
 def test_read_glove_malformed_line(tmp_path, bad_line, reason):
     path = write_glove(tmp_path / "glove.txt.gz", glove_text(("the", "was")) + bad_line + "\n")
     with pytest.raises(UserError, match=rf"glove.txt.gz, line 3: .*{reason}"):
         read_glove(path, (PAD, "movie"), DIM)
+
+
+@pytest.mark.parametrize("name", ["glove.txt", "glove.txt.gz", "glove.zip"])
+@pytest.mark.parametrize("content", ["", "\n \n"])
+def test_read_glove_empty_file(tmp_path, name, content):
+    path = write_glove(tmp_path / name, content)
+    with pytest.raises(UserError, match="holds no vectors") as error:
+        read_glove(path, (PAD, UNK, "movie"), DIM)
+    assert str(path) in str(error.value)
+
+
+def test_read_glove_without_a_vocabulary_word(tmp_path):
+    path = write_glove(tmp_path / "glove.txt", glove_text(("the", "was")))
+    with pytest.raises(UserError, match=r"glove.txt has a vector for none of the 2 vocabulary words \(e.g. 'film'\)"):
+        read_glove(path, (PAD, UNK, "film", "cinema"), DIM)
+    assert not read_glove(path, (PAD, UNK), DIM).any()  # nothing to look up is not an error
+
+
+def unreadable_zip(path: Path, members: Sequence[str], encrypted: bool) -> Path:
+    """A zip whose members are marked encrypted, or compressed with an unknown method (99)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for member in members:
+            archive.writestr(member, glove_text())
+    raw = bytearray(path.read_bytes())
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # local and central headers
+        for header in re.finditer(re.escape(signature), raw):
+            start = header.start() + flags_at
+            if encrypted:
+                raw[start] |= 1
+            else:
+                raw[start + 2 : start + 4] = (99).to_bytes(2, "little")
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("encrypted", [True, False])
+def test_read_glove_unreadable_zip_member(tmp_path, encrypted):
+    path = unreadable_zip(tmp_path / "glove.6B.zip", [f"glove.6B.{DIM}d.txt"], encrypted)
+    with pytest.raises(UserError, match="cannot read .*glove.6B.zip: unsupported or encrypted zip archive"):
+        read_glove(path, (PAD, "the"), DIM)
 
 
 def test_read_glove_word_with_spaces(tmp_path):
@@ -369,6 +418,32 @@ def test_trec_and_glove_download(tmp_path, monkeypatch):
     assert data.test_y.tolist() == [3, 5]
     assert sorted(p.name for p in (root / "glove").iterdir()) == [f"glove.6B.{DIM}d.txt", "glove.6B.zip"]
     assert load_dataset("trec6", root=root, download=True, embed_dim=DIM).vocab == data.vocab  # default: the zip
+
+
+@pytest.mark.parametrize("encrypted", [True, False])
+def test_unreadable_zip_members_in_downloads(tmp_path, monkeypatch, encrypted):
+    glove = unreadable_zip(tmp_path / "glove.6B.zip", [f"glove.6B.{DIM}d.txt"], encrypted)
+    monkeypatch.setattr(text, "GLOVE_SOURCE", text.Source(glove.as_uri(), None))
+    make_trec(tmp_path / "root")
+    with pytest.raises(UserError, match=r"cannot read .*glove.6B.zip: .*(encrypted|compression method)"):
+        load_dataset("trec6", root=tmp_path / "root", download=True, glove=f"glove/glove.6B.{DIM}d.txt", embed_dim=DIM)
+    trees = unreadable_zip(tmp_path / "trees.zip", [f"trees/{name}" for name in text.SST_FILES], encrypted)
+    monkeypatch.setattr(text, "SST_SOURCE", text.Source(trees.as_uri(), None))
+    with pytest.raises(UserError, match=r"cannot read .*trainDevTestTrees_PTB.zip: .*(encrypted|compression method)"):
+        text.ensure_sst(tmp_path / "root", download=True)
+
+
+def test_corrupt_glove_member_leaves_no_file(tmp_path, monkeypatch):
+    archive = tmp_path / "glove.6B.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:  # stored, so a changed byte fails only the CRC check at the end
+        zipped.writestr(f"glove.6B.{DIM}d.txt", glove_text())
+    archive.write_bytes(archive.read_bytes().replace(b"movie", b"mouse", 1))
+    monkeypatch.setattr(text, "GLOVE_SOURCE", text.Source(archive.as_uri(), None))
+    root = tmp_path / "root"
+    make_trec(root)
+    with pytest.raises(UserError, match="cannot read .*glove.6B.zip: Bad CRC-32"):
+        load_dataset("trec6", root=root, download=True, glove=f"glove/glove.6B.{DIM}d.txt", embed_dim=DIM)
+    assert sorted(path.name for path in (root / "glove").iterdir()) == ["glove.6B.zip"]
 
 
 def test_imdb_download_verifies_md5(tmp_path, monkeypatch):

@@ -11,13 +11,16 @@ literature uses for that dataset. Files live under ``root`` as torchvision lays 
     cifar100        <root>/cifar-100-python/{train, test, meta}
     svhn            <root>/SVHN/{train,test}_32x32.mat
     usps            <root>/USPS/usps.bz2, usps.t.bz2 (libsvm format)
+
+No reader runs code from a file (CIFAR's pickles go through :mod:`distill.datasets.pickles`),
+and each checks the types, shapes and label ranges it reads: a bad file is a one-line
+UserError that names it.
 """
 
 from __future__ import annotations
 
 import gzip
 import math
-import pickle
 import struct
 import zlib
 from collections.abc import Callable
@@ -26,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.io
 from sklearn.datasets import load_digits, load_svmlight_file
 from sklearn.model_selection import train_test_split
 
 from distill.datasets.download import extract_tar, fetch_first
+from distill.datasets.matlab import read_mat
+from distill.datasets.pickles import PICKLE_ERRORS, load_pickle
 from distill.errors import UserError
 
 DIGIT_NAMES = tuple(str(d) for d in range(10))
@@ -79,10 +83,29 @@ def missing_error(dataset: str, path: Path) -> UserError:
 
 
 def corrupt_error(path: Path, reason: object) -> UserError:
-    """The error for a dataset file that exists but cannot be parsed."""
+    """The error for a dataset file that exists but cannot be parsed (one line, whatever ``reason`` holds)."""
+    reason = " ".join(str(reason).split())
     return UserError(
         f"cannot read {path}: {reason}; the file is corrupt or incomplete, delete it and download it again"
     )
+
+
+def as_labels(values: np.ndarray, path: Path, first: int, last: int) -> np.ndarray:
+    """``values`` as int64 labels; a UserError naming ``path`` unless they are whole numbers in ``first..last``."""
+    if values.dtype.kind not in "iuf":
+        raise corrupt_error(path, f"labels must be numbers, found {values.dtype}")
+    bad = values[~((values >= first) & (values <= last) & (values == np.round(values)))]
+    if bad.size:
+        raise corrupt_error(path, f"label {bad[0]} is not one of the classes {first}..{last}")
+    return values.astype(np.int64)
+
+
+def check_image_size(train_x: np.ndarray, test_x: np.ndarray, test_path: Path) -> None:
+    """A UserError naming ``test_path`` unless the test images have the train images' [C, H, W]."""
+    if train_x.shape[1:] != test_x.shape[1:]:
+        raise corrupt_error(
+            test_path, f"test images are {test_x.shape[1:]} [C, H, W] but the train images are {train_x.shape[1:]}"
+        )
 
 
 def ensure_file(dataset: str, path: Path, remote: Remote, download: bool) -> Path:
@@ -210,11 +233,12 @@ def read_idx_split(spec: IdxSpec, raw: Path, prefix: str, download: bool) -> tup
     images_path = idx_file(spec, raw, f"{prefix}-images-idx3-ubyte", download)
     labels_path = idx_file(spec, raw, f"{prefix}-labels-idx1-ubyte", download)
     images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.ndim != 3 or images.dtype != np.uint8:
-        raise corrupt_error(images_path, f"expected uint8 images [N, H, W], found {images.dtype} {images.shape}")
-    if labels.shape != images.shape[:1]:
-        raise corrupt_error(labels_path, f"expected {len(images)} labels, found shape {labels.shape}")
-    return to_unit(images[:, None]), labels.astype(np.int64)
+    if images.ndim != 3 or images.dtype != np.uint8 or 0 in images.shape:
+        found = f"{images.dtype} {images.shape}"
+        raise corrupt_error(images_path, f"expected uint8 images [N, H, W] (no size 0), found {found}")
+    if labels.dtype != np.uint8 or labels.shape != images.shape[:1]:
+        raise corrupt_error(labels_path, f"expected {len(images)} labels (uint8), found {labels.dtype} {labels.shape}")
+    return to_unit(images[:, None]), as_labels(labels, labels_path, 0, len(spec.class_names) - 1)
 
 
 def read_idx_dataset(spec: IdxSpec, root: Path, download: bool) -> ImageArrays:
@@ -222,6 +246,7 @@ def read_idx_dataset(spec: IdxSpec, root: Path, download: bool) -> ImageArrays:
     raw = root / spec.folder / "raw"
     train_x, train_y = read_idx_split(spec, raw, "train", download)
     test_x, test_y = read_idx_split(spec, raw, "t10k", download)
+    check_image_size(train_x, test_x, idx_file(spec, raw, "t10k-images-idx3-ubyte", False))
     return ImageArrays(train_x, train_y, test_x, test_y, spec.mean, spec.std, spec.class_names)
 
 
@@ -249,6 +274,7 @@ class CifarSpec:
     meta_file: str
     label_key: str
     names_key: str
+    num_classes: int
     archive: str
     remote: Remote
     mean: tuple[float, ...]
@@ -263,6 +289,7 @@ CIFAR10 = CifarSpec(
     meta_file="batches.meta",
     label_key="labels",
     names_key="label_names",
+    num_classes=10,
     archive="cifar-10-python.tar.gz",
     remote=Remote(("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",), "c58f30108f718f92721af3b95e74349a"),
     mean=(0.4914, 0.4822, 0.4465),
@@ -277,6 +304,7 @@ CIFAR100 = CifarSpec(
     meta_file="meta",
     label_key="fine_labels",
     names_key="fine_label_names",
+    num_classes=100,
     archive="cifar-100-python.tar.gz",
     remote=Remote(("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",), "eb9058c3a382ffc7106e4002c42a8d85"),
     mean=(0.5071, 0.4865, 0.4409),
@@ -285,34 +313,54 @@ CIFAR100 = CifarSpec(
 
 
 def unpickle(path: Path) -> dict[str, Any]:
-    """A CIFAR pickle (written by Python 2, hence latin-1) as a dict."""
+    """A CIFAR pickle as a dict, read by :func:`~distill.datasets.pickles.load_pickle` (no code runs)."""
     try:
-        with path.open("rb") as file:
-            content = pickle.load(file, encoding="latin1")
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, AttributeError, ImportError) as err:
+        content = load_pickle(path.read_bytes(), path)
+    except OSError as err:
         raise corrupt_error(path, err) from err
+    except PICKLE_ERRORS as err:
+        raise corrupt_error(path, f"not a CIFAR pickle ({type(err).__name__}: {err})") from err
     if not isinstance(content, dict):
         raise corrupt_error(path, f"expected a pickled dict, found {type(content).__name__}")
     return content
 
 
-def read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
-    """One pickled batch: ``data`` [N, 3072] uint8 (RGB planes of 32x32) and its labels."""
-    batch = unpickle(path)
+def label_array(labels: object, path: Path) -> np.ndarray:
+    """``labels`` (a list, as CIFAR stores them) as a numpy array; a ragged list is a UserError."""
     try:
-        images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        labels = np.asarray(batch[label_key], dtype=np.int64)
-    except (KeyError, ValueError, TypeError) as err:
-        raise corrupt_error(path, f"not a CIFAR batch ({err!r})") from err
+        return np.asarray(labels)
+    except ValueError as err:
+        raise corrupt_error(path, f"labels are not a flat list of numbers ({err})") from err
+
+
+def read_cifar_batch(path: Path, spec: CifarSpec) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled batch: ``data`` uint8 [N, 3072] (RGB planes of 32x32) and N integer labels."""
+    batch = unpickle(path)
+    if "data" not in batch or spec.label_key not in batch:
+        raise corrupt_error(path, f"not a CIFAR batch: expected the keys 'data' and '{spec.label_key}'")
+    images, labels = batch["data"], label_array(batch[spec.label_key], path)
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3072:
+        found = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
+        raise corrupt_error(path, f"expected 'data' as a uint8 array [N, 3072], found {found}")
+    if len(images) == 0:
+        raise corrupt_error(path, "the batch holds no images")
     if labels.shape != images.shape[:1]:
         raise corrupt_error(path, f"{len(images)} images but labels of shape {labels.shape}")
-    return images, labels
+    return images.reshape(-1, 3, 32, 32), as_labels(labels, path, 0, spec.num_classes - 1)
 
 
 def read_cifar_split(spec: CifarSpec, files: tuple[str, ...], folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """The batches ``files`` concatenated: images [N, 3, 32, 32] in [0, 1] and labels [N]."""
-    batches = [read_cifar_batch(folder / name, spec.label_key) for name in files]
+    batches = [read_cifar_batch(folder / name, spec) for name in files]
     return to_unit(np.concatenate([x for x, _ in batches])), np.concatenate([y for _, y in batches])
+
+
+def read_cifar_names(spec: CifarSpec, path: Path) -> tuple[str, ...]:
+    """The class names in the meta file ``path``: a list of ``num_classes`` strings."""
+    names = unpickle(path).get(spec.names_key)
+    if not isinstance(names, list) or len(names) != spec.num_classes or not all(isinstance(n, str) for n in names):
+        raise corrupt_error(path, f"expected '{spec.names_key}' to be a list of {spec.num_classes} class names")
+    return tuple(names)
 
 
 def ensure_cifar(spec: CifarSpec, root: Path, download: bool) -> Path:
@@ -332,11 +380,7 @@ def read_cifar(spec: CifarSpec, root: Path, download: bool) -> ImageArrays:
     folder = ensure_cifar(spec, root, download)
     train_x, train_y = read_cifar_split(spec, spec.train_files, folder)
     test_x, test_y = read_cifar_split(spec, spec.test_files, folder)
-    meta_path = folder / spec.meta_file
-    try:
-        names = tuple(str(name) for name in unpickle(meta_path)[spec.names_key])
-    except KeyError as err:
-        raise corrupt_error(meta_path, f"no key {err}") from err
+    names = read_cifar_names(spec, folder / spec.meta_file)
     return ImageArrays(train_x, train_y, test_x, test_y, spec.mean, spec.std, names)
 
 
@@ -362,15 +406,21 @@ SVHN_STD = (0.1980, 0.2010, 0.1970)
 
 
 def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``X`` [H, W, C, N] uint8 and ``y`` [N, 1] (digit 0 stored as 10) -> [N, C, H, W] in [0, 1], [N]."""
+    """``X`` [H, W, 3, N] uint8 and ``y`` [N, 1] (digit 0 stored as 10) -> [N, 3, H, W] in [0, 1], [N].
+
+    Read by :func:`~distill.datasets.matlab.read_mat`, not ``scipy.io.loadmat``, which a
+    crafted file can crash.
+    """
     try:
-        mat = scipy.io.loadmat(path)
+        mat = read_mat(path, ("X", "y"))
         images, labels = mat["X"], mat["y"]
-    except (OSError, ValueError, KeyError, TypeError, scipy.io.matlab.MatReadError) as err:
+    except (OSError, ValueError, KeyError, zlib.error) as err:
         raise corrupt_error(path, f"not an SVHN .mat file ({err!r})") from err
-    if images.ndim != 4 or labels.size != images.shape[3]:
-        raise corrupt_error(path, f"expected X [H, W, C, N] and N labels, found {images.shape} and {labels.shape}")
-    labels = labels.reshape(-1).astype(np.int64)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[2] != 3 or 0 in images.shape:
+        raise corrupt_error(path, f"expected X as uint8 [H, W, 3, N], found {images.dtype} {images.shape}")
+    if labels.size != images.shape[3]:
+        raise corrupt_error(path, f"expected {images.shape[3]} labels y, found shape {labels.shape}")
+    labels = as_labels(labels.reshape(-1), path, 1, 10)
     labels[labels == 10] = 0
     return to_unit(images.transpose(3, 2, 0, 1)), labels
 
@@ -380,6 +430,7 @@ def read_svhn(root: Path, download: bool) -> ImageArrays:
     folder = root / SVHN_FOLDER
     train_x, train_y = read_svhn_mat(ensure_file("svhn", folder / "train_32x32.mat", SVHN_FILES["train"], download))
     test_x, test_y = read_svhn_mat(ensure_file("svhn", folder / "test_32x32.mat", SVHN_FILES["test"], download))
+    check_image_size(train_x, test_x, folder / "test_32x32.mat")
     return ImageArrays(train_x, train_y, test_x, test_y, SVHN_MEAN, SVHN_STD, DIGIT_NAMES)
 
 
@@ -410,10 +461,12 @@ def read_usps_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
         features, labels = load_svmlight_file(str(path), n_features=USPS_SIDE**2, zero_based=False)
     except (OSError, EOFError, ValueError) as err:
         raise corrupt_error(path, err) from err
-    if not np.all((labels >= 1) & (labels <= 10) & (labels == np.round(labels))):
-        raise corrupt_error(path, "labels outside 1..10")
+    if len(labels) == 0:
+        raise corrupt_error(path, "no samples")
+    if not np.all((features.data >= -1) & (features.data <= 1)):
+        raise corrupt_error(path, "feature values outside [-1, 1] (or nan)")
     images = (features.toarray().astype(np.float32) + 1) / 2
-    return images.reshape(-1, 1, USPS_SIDE, USPS_SIDE), labels.astype(np.int64) - 1
+    return images.reshape(-1, 1, USPS_SIDE, USPS_SIDE), as_labels(labels, path, 1, 10) - 1
 
 
 def read_usps(root: Path, download: bool) -> ImageArrays:

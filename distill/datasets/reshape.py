@@ -5,7 +5,7 @@ or 16×16 USPS as 28×28 MNIST-like images, grey images as 3-channel SVHN-like o
 
     resize    x' = bilinear resampling of x to H'×W'  (``F.interpolate``, half-pixel centres,
               antialiased when shrinking; a convex combination, so pixels stay in [0, 1])
-    channels  1 → C: the grey channel repeated C times (mean and std repeated);
+    channels  1 → 3: the grey channel repeated 3 times (mean and std repeated);
               3 → 1: luma ``0.299 R + 0.587 G + 0.114 B`` (ITU-R BT.601), normalised with
               the train split's own mean and std
 """
@@ -69,14 +69,14 @@ def convert_channels(arrays: ImageArrays, channels: int) -> ImageArrays:
         return dataclasses.replace(
             arrays, train_x=train_x, test_x=test_x, mean=(float(train_x.mean()),), std=(float(train_x.std()),)
         )
-    raise UserError(f"dataset.channels: cannot turn {have}-channel images into {channels} channels (1 → any, 3 → 1 work)")
+    raise UserError(f"dataset.channels: cannot turn {have}-channel images into {channels} channels (1 → 3 and 3 → 1 work)")
 
 
 def reshape_images(arrays: ImageArrays, resize: object = None, channels: object = None) -> ImageArrays:
     """Apply the ``resize`` and ``channels`` options (None: keep) to a reader's arrays."""
     if channels is not None:
-        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
-            raise UserError(f"dataset.channels must be a positive integer; got {channels!r}")
+        if channels not in (1, 3) or isinstance(channels, bool):  # the images a run draws in grid.png are grey or RGB
+            raise UserError(f"dataset.channels must be 1 (grey) or 3 (RGB); got {channels!r}")
         arrays = convert_channels(arrays, channels)
     if resize is not None:
         size = image_size(resize)

@@ -37,7 +37,7 @@ import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, fields
 from itertools import chain, repeat
 from pathlib import Path
@@ -53,6 +53,18 @@ from distill.errors import UserError, unknown
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 MISSING_STD = 0.1
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+# What reading a member of a (corrupt, encrypted or exotically compressed) zip archive raises.
+ZIP_ERRORS = (
+    OSError,
+    EOFError,
+    KeyError,
+    RuntimeError,
+    NotImplementedError,
+    UnicodeDecodeError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
 
 Example = tuple[str, int]
 
@@ -148,9 +160,10 @@ def read_glove(
     ``path`` is GloVe's text format (one word and ``embed_dim`` space-separated numbers per
     line) as ``.txt``, ``.txt.gz`` or a ``.zip`` whose ``member`` is read (by default the
     one whose name ends in ``.<embed_dim>d.txt``, or its only ``.txt``). Only the vocabulary's
-    words are parsed; every line's field count is checked. ``<pad>`` is the zero vector;
-    words not in the file are zero (``missing="zero"``) or drawn from N(0, 0.1²) with
-    ``seed`` (``missing="random"``).
+    words are parsed, and their numbers must be finite; every line's field count is checked.
+    ``<pad>`` is the zero vector; words not in the file are zero (``missing="zero"``) or
+    drawn from N(0, 0.1²) with ``seed`` (``missing="random"``). A file with no vectors, or
+    with none for the vocabulary's words, is a UserError.
     """
     if missing not in ("zero", "random"):
         raise UserError(f"missing must be 'zero' or 'random', got {missing!r}")
@@ -165,6 +178,7 @@ def read_glove(
             if i is not None and not found[i]:
                 vectors[i] = parse_vector(numbers, path, number)
                 found[i] = True
+    check_found(found, vocab, path)
     absent = ~found & np.array([word != PAD for word in vocab], bool)
     if missing == "random":
         vectors[absent] = np.random.default_rng(seed).normal(0, MISSING_STD, vectors.shape).astype(np.float32)[absent]
@@ -172,14 +186,23 @@ def read_glove(
     return vectors
 
 
+def check_found(found: np.ndarray, vocab: Sequence[str], path: Path) -> None:
+    """A UserError unless ``path`` had a vector for some word of ``vocab`` (``<pad>`` and ``<unk>`` aside)."""
+    words = [i for i, word in enumerate(vocab) if word not in (PAD, UNK)]
+    if words and not found[words].any():
+        raise UserError(
+            f"GloVe file {path} has a vector for none of the {len(words)} vocabulary words "
+            f"(e.g. '{vocab[words[0]]}'); is it a GloVe file, and for this language?"
+        )
+
+
 @contextmanager
 def glove_lines(path: Path, member: str | None, embed_dim: int) -> Iterator[BinaryIO]:
     """The binary lines of a GloVe ``.txt``, ``.gz`` or ``.zip`` file; read errors become UserErrors."""
     try:
         if path.suffix == ".zip":
-            with zipfile.ZipFile(path) as archive:
-                with archive.open(zip_member(archive, path, member, embed_dim)) as file:
-                    yield file
+            with zip_text(path, member, embed_dim) as file:
+                yield file
         elif path.suffix == ".gz":
             with gzip.open(path, "rb") as file:
                 yield file
@@ -190,18 +213,31 @@ def glove_lines(path: Path, member: str | None, embed_dim: int) -> Iterator[Bina
         raise corrupt_error(path, err) from err
 
 
+@contextmanager
+def zip_text(path: Path, member: str | None, embed_dim: int) -> Iterator[BinaryIO]:
+    """The GloVe member of the zip archive ``path``, open; an unsupported or encrypted archive is a UserError."""
+    with ExitStack() as stack:
+        try:
+            archive = stack.enter_context(zipfile.ZipFile(path))
+            file = stack.enter_context(archive.open(zip_member(archive, path, member, embed_dim)))
+        except (RuntimeError, NotImplementedError, UnicodeDecodeError) as err:
+            raise corrupt_error(path, f"unsupported or encrypted zip archive ({err})") from err
+        yield file
+
+
 def zip_member(archive: zipfile.ZipFile, path: Path, member: str | None, embed_dim: int) -> str:
     """The name of the GloVe text file to read inside ``archive``."""
     names = archive.namelist()
+    listing = ", ".join(map(repr, names))  # repr: a name in the archive may hold a newline
     if member is not None:
         if member not in names:
-            raise UserError(f"{path} has no member '{member}'; it holds: {', '.join(names)}")
+            raise UserError(f"{path} has no member '{member}'; it holds: {listing}")
         return member
     candidates = [n for n in names if n.endswith(f".{embed_dim}d.txt")] or [n for n in names if n.endswith(".txt")]
     if len(candidates) != 1:
         raise UserError(
             f"cannot tell which member of {path} holds the {embed_dim}-dimensional vectors "
-            f"(it holds: {', '.join(names)}); set the `glove_member` option"
+            f"(it holds: {listing}); set the `glove_member` option"
         )
     return candidates[0]
 
@@ -211,8 +247,9 @@ def glove_records(lines: Iterable[bytes], path: Path, embed_dim: int) -> Iterato
 
     The first line fixes the file's dimension: a different ``embed_dim`` is a mismatch.
     A word may contain spaces (a few in the 840B file) if the field after its first space
-    is not a number.
+    is not a number. A file whose lines are all blank is a UserError.
     """
+    records = 0
     for number, line in enumerate(lines, 1):
         line = line.rstrip()
         if not line:
@@ -230,7 +267,10 @@ def glove_records(lines: Iterable[bytes], path: Path, embed_dim: int) -> Iterato
             numbers = line[len(word) + 1 :]
         else:
             raise malformed(path, number, f"expected a word and {embed_dim} numbers, found {spaces} numbers")
+        records += 1
         yield number, word, numbers
+    if not records:
+        raise UserError(f"GloVe file {path} holds no vectors (every line is blank); download it again or choose another")
 
 
 def is_number(field: bytes) -> bool:
@@ -243,11 +283,14 @@ def is_number(field: bytes) -> bool:
 
 
 def parse_vector(numbers: bytes, path: Path, number: int) -> np.ndarray:
-    """The space-separated floats of line ``number``."""
+    """The space-separated floats of line ``number``, as float32; nan, inf or overflow is a UserError."""
     try:
-        return np.array(numbers.split(b" "), dtype=np.float32)
+        vector = np.array(numbers.split(b" "), dtype=np.float64)
     except ValueError as err:
         raise malformed(path, number, err) from err
+    if not np.all(np.abs(vector) <= FLOAT32_MAX):
+        raise malformed(path, number, "a value is nan, infinite or too large for float32")
+    return vector.astype(np.float32)
 
 
 def malformed(path: Path, number: int, reason: object) -> UserError:
@@ -420,7 +463,7 @@ def ensure_sst(root: Path, download: bool) -> Path:
                 folder.mkdir(parents=True, exist_ok=True)
                 for name in SST_FILES:
                     (folder / name).write_bytes(zipped.read(f"trees/{name}"))
-        except (OSError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        except ZIP_ERRORS as err:
             raise corrupt_error(archive, err) from err
     return folder
 
@@ -556,12 +599,21 @@ def ensure_glove(root: Path, options: TextOptions, download: bool) -> Path:
         )
     archive = require("glove", path.parent / GLOVE_ZIP, GLOVE_SOURCE, True)
     if path.name != GLOVE_ZIP:
-        try:
-            with zipfile.ZipFile(archive) as zipped:
-                zipped.extract(path.name, path.parent)
-        except (OSError, KeyError, zipfile.BadZipFile, zlib.error) as err:
-            raise corrupt_error(archive, err) from err
+        extract_member(archive, path.name, path)
     return path
+
+
+def extract_member(archive: Path, name: str, dest: Path) -> None:
+    """Write member ``name`` of the zip ``archive`` to ``dest``, atomically: a corrupt member leaves no file."""
+    handle, temp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out, zipfile.ZipFile(archive) as zipped, zipped.open(name) as member:
+            shutil.copyfileobj(member, out)
+        os.replace(temp_name, dest)
+    except ZIP_ERRORS as err:
+        raise corrupt_error(archive, err) from err
+    finally:
+        Path(temp_name).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
