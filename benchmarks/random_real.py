@@ -32,11 +32,10 @@ import torch  # noqa: E402
 from distill.config import load_config  # noqa: E402
 from distill.evaluate import accuracies  # noqa: E402
 from distill.experiment import build, sampler_of  # noqa: E402
-from distill.inits import generator  # noqa: E402
+from distill.seeds import Stream, generator  # noqa: E402
 from distill.synthetic import DistilledData  # noqa: E402
 from distill.unroll import train  # noqa: E402
 
-BASELINE_STREAM = 11  # seeds the image draws, apart from every stream a run uses
 
 
 def random_real_data(setup, lr: float, gen: torch.Generator) -> DistilledData:
@@ -49,7 +48,7 @@ def fine_tuned(setup, thetas, lr, draws, stream, x, y):
     """Accuracies on ``(x, y)`` of every network in ``thetas`` after each of ``draws`` image sets: [draws × N]."""
     accs = []
     for d in range(draws):
-        data = random_real_data(setup, lr, generator(setup.config.seed, BASELINE_STREAM, stream, d))
+        data = random_real_data(setup, lr, generator(setup.config.seed, Stream.RANDOM_REAL, stream, d))
         trained = train(setup.net, thetas, data.x.detach(), data.targets(), data.lrs().detach())
         accs.append(accuracies(setup.net, trained, x, y, setup.config.eval.batch_size))
     return torch.cat(accs)
@@ -70,7 +69,7 @@ def main() -> None:
     setup = build(config)
     sampler = sampler_of(setup)
     train_nets, held = sampler.train[: args.tune_networks], sampler.held_out(config.eval.models)
-    pick = torch.randperm(len(setup.dataset.train_y), generator=generator(config.seed, BASELINE_STREAM))[: args.validation]
+    pick = torch.randperm(len(setup.dataset.train_y), generator=generator(config.seed, Stream.RANDOM_REAL))[: args.validation]
     val_x, val_y = setup.dataset.train_x[pick], setup.dataset.train_y[pick]
     tuning = {lr: fine_tuned(setup, train_nets, lr, args.draws, 0, val_x, val_y).mean().item() for lr in args.lrs}
     best = max(tuning, key=tuning.get)

@@ -28,11 +28,10 @@ import torch  # noqa: E402
 from distill.config import validate  # noqa: E402
 from distill.evaluate import evaluate  # noqa: E402
 from distill.experiment import build, sampler_of  # noqa: E402
-from distill.inits import generator  # noqa: E402
+from distill.seeds import Stream, generator  # noqa: E402
 from distill.rundir import RunDir  # noqa: E402
 from distill.synthetic import DistilledData  # noqa: E402
 
-NOISE_STREAM = 13  # seeds the perturbations, apart from every stream a run uses
 
 
 def perturbed_accuracies(run_dir: Path, root: str, sigmas: list[float], draws: int) -> dict:
@@ -56,7 +55,7 @@ def perturbed_accuracies(run_dir: Path, root: str, sigmas: list[float], draws: i
     scale = x.std()
     rows = {}
     for i, sigma in enumerate(sigmas):
-        gen = generator(config.seed, NOISE_STREAM, i)
+        gen = generator(config.seed, Stream.SENSITIVITY, i)
         rows[sigma] = torch.tensor([accuracy(x + sigma * scale * torch.randn(x.shape, generator=gen)) for _ in range(draws)])
     return {"unperturbed": accuracy(x), "rows": rows}
 

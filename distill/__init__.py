@@ -1,9 +1,33 @@
-"""distill: dataset distillation in PyTorch."""
+"""distill: dataset distillation in PyTorch.
 
-from .config import Config, load_config
-from .evaluate import evaluate
-from .experiment import run_experiment
-from .synthetic import DistilledData
+The public API, imported on first use (``import distill`` alone loads neither torch nor
+scikit-learn): ``load_config``/``Config`` (the YAML schema), ``run_experiment`` (a config
+into a run directory), ``DistilledData`` (the learned set) and ``evaluate``.
+"""
 
-__all__ = ["Config", "DistilledData", "evaluate", "load_config", "run_experiment"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+_EXPORTS = {
+    "Config": "config",
+    "load_config": "config",
+    "run_experiment": "experiment",
+    "DistilledData": "synthetic",
+    "evaluate": "evaluate",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'distill' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -28,15 +28,13 @@ from sklearn.cluster import KMeans
 from sklearn.neighbors import KNeighborsClassifier
 from torch import Tensor
 
+from .choices import BASELINES, LR_GRID, MEMORIES  # noqa: F401 (re-exported)
 from .errors import UserError
 from .evaluate import accuracies, trained_networks
 from .functional import FunctionalNet
 from .synthetic import DistilledData, inverse_softplus
 
-BASELINES: tuple[str, ...] = ("random_real", "optimized_real", "kmeans", "average_real", "knn")
 TRAINING_BASELINES: tuple[str, ...] = ("random_real", "optimized_real", "kmeans", "average_real")
-MEMORIES: tuple[str, ...] = ("random_real", "kmeans")
-LR_GRID: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
 KNN_GRID: tuple[tuple[int, str], ...] = ((1, "l1"), (1, "l2"), (3, "l1"), (3, "l2"))
 MINKOWSKI_P = {"l1": 1, "l2": 2}
 

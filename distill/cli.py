@@ -96,13 +96,13 @@ def describe(error: Exception) -> tuple[int | None, str]:
     """The one place exceptions become messages: the exit code and one line for the
     project's own errors and the known library errors a user's input causes; ``None`` for
     anything else (a bug, whose traceback stays visible)."""
-    import torch
-
+    torch = sys.modules.get("torch")  # loaded by any command that can run out of its memory
     if isinstance(error, UserError):
         return USER_ERROR, "error: " + one_line(str(error))
     if isinstance(error, DivergenceError):
         return FAILURE, one_line(str(error))
-    if isinstance(error, (torch.OutOfMemoryError, MemoryError)) or "can't allocate memory" in str(error):
+    out_of_memory = (MemoryError,) + ((torch.OutOfMemoryError,) if torch is not None else ())
+    if isinstance(error, out_of_memory) or (isinstance(error, RuntimeError) and "can't allocate memory" in str(error)):
         return USER_ERROR, ("error: out of memory for the sizes this config asks for (synthetic.n, steps and epochs, "
                             "dataset.resize, the number of networks); try outer.backgrad: recompute, a smaller "
                             "outer.batch_size, fewer outer.models_per_iteration or fewer synthetic steps")

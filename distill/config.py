@@ -17,10 +17,8 @@ import re
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
-from .baselines import BASELINES, LR_GRID, MEMORIES
+from .choices import BACKGRAD_MODES, BASELINES, LR_GRID, MEMORIES, SCHEMES
 from .errors import UserError, closest
-from .inits import SCHEMES
-from .unroll import MODES
 
 
 # Numbers are strict: a YAML ``true`` is not the number 1, nor ``"3"`` the integer 3.
@@ -36,7 +34,7 @@ Networks = Annotated[int, Strict(), Field(ge=1, le=MAX_NETWORKS)]  # a count of 
 class Section(BaseModel):
     """A config section: unknown keys and non-finite numbers (``.inf``, ``.nan``) are errors."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
 
 
 class DatasetConfig(BaseModel):
@@ -118,7 +116,7 @@ class OuterConfig(Section):
     decay_epochs: PositiveFloat = 100
     decay_factor: PositiveFloat = 0.5
     models_per_iteration: Networks = 1
-    backgrad: Literal[MODES] = "stored"  # type: ignore[valid-type]
+    backgrad: Literal[BACKGRAD_MODES] = "stored"  # type: ignore[valid-type]
     clip_grad_norm: PositiveFloat | None = None  # rescale the back-gradient to at most this total norm (None: never)
 
     @model_validator(mode="after")

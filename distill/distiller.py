@@ -23,18 +23,16 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from .config import Config
 from .errors import DivergenceError, UserError
 from .evaluate import accuracies, trained_networks
 from .functional import FunctionalNet
-from .inits import InitSampler, generator
-from .files import first_line, load_tensors, save_tensors
+from .inits import InitSampler
+from .files import first_line
 from .rundir import RunDir
+from .seeds import Stream, generator
 from .synthetic import DistilledData
 from .unroll import HyperGradient, hypergradient
 
-BATCH_STREAM = 3
-SELECT_STREAM = 8
 
 
 @dataclass
@@ -59,35 +57,101 @@ class EpochBatches:
     def indices(self, iteration: int) -> Tensor:
         epoch, j = divmod(iteration, self.per_epoch)
         if epoch != self._epoch:
-            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=generator(self.seed, BATCH_STREAM, epoch))
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=generator(self.seed, Stream.BATCH, epoch))
         return self._perm[j * self.batch_size : (j + 1) * self.batch_size]
 
 
+@dataclass(frozen=True)
+class OuterSettings:
+    """What the outer loop needs to know: Adam on the synthetic parameters with its step
+    decay (``epochs`` passes over the real data in batches of ``batch_size``), ``K =
+    models_per_iteration`` initial networks per iteration, the back-gradient mode and
+    clipping; periodic evaluation and ``select``; how often to log and checkpoint."""
+
+    epochs: float = 400
+    batch_size: int = 1437
+    lr: float = 0.02
+    label_lr: float | None = None
+    betas: tuple[float, float] = (0.5, 0.999)
+    decay_epochs: float = 100
+    decay_factor: float = 0.5
+    models_per_iteration: int = 1
+    backgrad: str = "stored"
+    clip_grad_norm: float | None = None
+    learn_data: bool = True  # False: learn only the labels and step sizes
+    seed: int = 0
+    eval_every: int = 0
+    models_during: int = 10
+    eval_batch_size: int = 2048
+    select: str = "last"  # or "best_train"
+    select_samples: int = 10000
+    log_every: int = 10
+    checkpoint_every: int | None = 100  # None: only at the end and on an interrupt
+    progress: bool = False
+    fingerprint: str = ""  # of the settings that wrote a checkpoint; a resume must match it
+
+
+class InMemoryRun:
+    """The engine's record of a run kept in memory (``distill(..., run=None)``): the log rows
+    and the data ``best_train`` keeps; no checkpoints, no files."""
+
+    checkpoint = best = None
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.kept: dict | None = None
+
+    def start_log(self, keep_until: int = 0) -> None:
+        self.rows = [r for r in self.rows if int(r["iteration"]) <= keep_until]
+
+    def append_log(self, row: dict) -> None:
+        self.rows.append({k: str(v) for k, v in row.items()})
+
+    def read_log(self) -> list[dict]:
+        return list(self.rows)
+
+    def save_checkpoint(self, *args, **kwargs) -> None:
+        pass
+
+    def keep_best(self, state: dict) -> None:
+        self.kept = copy.deepcopy(state)
+
+    def load_best(self, map_location) -> dict:
+        return self.kept
+
+    def restart_advice(self) -> str:
+        return ""
+
+
 def distill(
-    config: Config,
+    settings: OuterSettings,
     data: DistilledData,
     net: FunctionalNet,
     sampler: InitSampler,
     real: RealData,
-    run: RunDir,
+    run: RunDir | None = None,
     checkpoint: dict | None = None,
     on_iteration: Callable[[int], None] | None = None,
+    on_log: Callable[[dict], None] | None = None,
 ) -> DistilledData:
-    """Learn ``data`` in place for ``config.outer.epochs`` passes over the real data,
-    continuing from ``checkpoint`` (a ``RunDir.load_checkpoint()``) when one is given.
-    ``on_iteration(done)`` is called after every completed iteration."""
-    outer = config.outer
-    batches = EpochBatches(len(real.train_y), outer.batch_size, config.seed)
+    """Learn ``data`` in place for ``settings.epochs`` passes over the real data, continuing
+    from ``checkpoint`` (a ``RunDir.load_checkpoint()``) when one is given. ``run`` gets the
+    log rows, checkpoints and kept data (None: kept in memory, no files).
+    ``on_iteration(done)`` is called after every completed iteration, ``on_log(row)`` with
+    every log row."""
+    outer = settings
+    run = run if run is not None else InMemoryRun()
+    batches = EpochBatches(len(real.train_y), outer.batch_size, settings.seed)
     iterations = math.ceil(outer.epochs * batches.per_epoch)
     decay_every = max(1, round(outer.decay_epochs * batches.per_epoch))
     optimizer = torch.optim.Adam(parameter_groups(data, outer.label_lr), lr=outer.lr, betas=outer.betas)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=decay_every, gamma=outer.decay_factor)
     start, seconds_before = 0, 0.0
     if checkpoint is not None:
-        if checkpoint.get("config", config.fingerprint()) != config.fingerprint():
+        if checkpoint.get("config", settings.fingerprint) != settings.fingerprint:
             raise UserError(f"the checkpoint {run.checkpoint} was written by a run of another config{run.restart_advice()}")
         start, seconds_before = restore(checkpoint, data, optimizer, schedule, run, iterations)
-    selection = BestOnTrain(config, real, run, start, data) if config.eval.select == "best_train" else None
+    selection = BestOnTrain(settings, real, run, start, data) if settings.select == "best_train" else None
     run.start_log(keep_until=start)
 
     clock = time.perf_counter() - seconds_before
@@ -96,12 +160,12 @@ def distill(
     def save(done: int) -> None:
         nonlocal saved
         if finite_state(data, optimizer):
-            run.save_checkpoint(done, data, optimizer, schedule, sampler, time.perf_counter() - clock, config.fingerprint())
+            run.save_checkpoint(done, data, optimizer, schedule, sampler, time.perf_counter() - clock, settings.fingerprint)
             saved = done
 
     if checkpoint is None:
         save(0)
-    progress = tqdm(range(start, iterations), initial=start, total=iterations, desc="distill", disable=not config.run.progress)
+    progress = tqdm(range(start, iterations), initial=start, total=iterations, desc="distill", disable=not settings.progress)
     completed, grad_norm_max = start, 0.0
     try:
         for iteration in progress:
@@ -118,20 +182,21 @@ def distill(
                     f"the last good state (iteration {saved}) is saved in {run.checkpoint}"
                 )
             with deferred_interrupts():
-                grad_norm = apply_gradients(data, result, optimizer, not config.synthetic.freeze_data, outer.clip_grad_norm)
+                grad_norm = apply_gradients(data, result, optimizer, settings.learn_data, outer.clip_grad_norm)
                 grad_norm_max = max(grad_norm_max, grad_norm)
                 schedule.step()
                 done = completed = iteration + 1
 
-            evaluate_now = config.eval.every > 0 and (done % config.eval.every == 0 or (selection is not None and done == iterations))
-            if evaluate_now or done % config.run.log_every == 0 or done == iterations:
+            every = settings.eval_every
+            evaluate_now = every > 0 and (done % every == 0 or (selection is not None and done == iterations))
+            if evaluate_now or done % settings.log_every == 0 or done == iterations:
                 acc = select_acc = None
                 if evaluate_now:
-                    held = sampler.held_out(config.eval.models_during).to(real.train_x.device)
+                    held = sampler.held_out(settings.models_during).to(real.train_x.device)
                     trained = trained_networks(net, data, held)
-                    acc = accuracies(net, trained, real.test_x, real.test_y, config.eval.batch_size).mean().item()
+                    acc = accuracies(net, trained, real.test_x, real.test_y, settings.eval_batch_size).mean().item()
                     if selection is not None:
-                        select_acc = selection.score(net, trained, config.eval.batch_size)
+                        select_acc = selection.score(net, trained, settings.eval_batch_size)
                 row = _log_row(done, done / batches.per_epoch, result.loss, data, optimizer, grad_norm_max,
                                time.perf_counter() - clock, acc, select_acc)
                 with deferred_interrupts():
@@ -140,7 +205,9 @@ def distill(
                         save(done)
                 grad_norm_max = 0.0
                 progress.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr_mean']:.4f}")
-            if done % config.run.checkpoint_every == 0 or done == iterations:
+                if on_log is not None:
+                    on_log(row)
+            if (settings.checkpoint_every and done % settings.checkpoint_every == 0) or done == iterations:
                 save(done)
             if on_iteration is not None:
                 on_iteration(done)
@@ -187,14 +254,14 @@ class BestOnTrain:
     """``eval.select: best_train``: of the data at the periodic evaluations, keep (in
     ``best.pt``) the one whose held-out networks, trained on it, score the highest accuracy
     ``1/M Σ_m 1[argmax f(x_m; θ_T) = y_m]`` on ``M = eval.select_samples`` real *training*
-    samples, drawn once from stream ``(seed, SELECT_STREAM)``; the test split is never
+    samples, drawn once from stream ``(seed, Stream.SELECT)``; the test split is never
     looked at. On a resume from iteration ``start``, its best score so far is read back from
     ``log.csv``, and the kept data is checked to load into ``data``."""
 
-    def __init__(self, config: Config, real: RealData, run: RunDir, start: int, data: DistilledData) -> None:
-        chosen = torch.randperm(len(real.train_y), generator=generator(config.seed, SELECT_STREAM))[: config.eval.select_samples]
+    def __init__(self, settings: OuterSettings, real: RealData, run: RunDir | InMemoryRun, start: int, data: DistilledData) -> None:
+        chosen = torch.randperm(len(real.train_y), generator=generator(settings.seed, Stream.SELECT))[: settings.select_samples]
         chosen = chosen.to(real.train_x.device)
-        self.x, self.y, self.path = real.train_x[chosen], real.train_y[chosen], run.best
+        self.x, self.y, self.run = real.train_x[chosen], real.train_y[chosen], run
         scores = [float(r["select_acc"]) for r in run.read_log() if r.get("select_acc") and int(r["iteration"]) <= start]
         self.best = max(scores, default=-1.0)
         if scores:
@@ -208,16 +275,16 @@ class BestOnTrain:
         if score <= self.best:
             return False
         self.best = score
-        save_tensors(self.path, data.state_dict())
+        self.run.keep_best(data.state_dict())
         return True
 
     def restore(self, data: DistilledData) -> None:
         """Load the kept data into ``data`` (in place)."""
-        state = load_tensors(self.path, "the kept data (eval.select: best_train)", data.x.device)
+        state = self.run.load_best(data.x.device)
         try:
             data.load_state_dict(state)
         except (RuntimeError, KeyError, TypeError, AttributeError) as error:
-            raise UserError(f"the kept data {self.path} does not belong to this run ({first_line(error)})") from None
+            raise UserError(f"the kept data {self.run.best} does not belong to this run ({first_line(error)})") from None
 
 
 @contextmanager

@@ -18,20 +18,20 @@ import torch
 from . import baselines as B
 from .config import Config, validate
 from .datasets import ArrayDataset, load_dataset
-from .distiller import RealData, distill
+from .distiller import OuterSettings, RealData, distill
 from .errors import DivergenceError, UserError
 from .evaluate import Accuracy, Evaluation, accuracies, evaluate
 from .fulltrain import train_full
 from .functional import FunctionalNet
-from .inits import FixedInit, InitSampler, RandomInit, generator, make_sampler
+from .inits import FixedInit, InitSampler, RandomInit, make_sampler
 from .models import build_model
 from .pool import Architecture, load_pool
 from .files import check_writable, load_tensors, save_tensors, write_json
 from .rundir import RunDir
+from .seeds import Stream, generator
 from .synthetic import DistilledData, initial_soft_labels, read_soft_labels, round_robin_labels
 from .viz import save_grid, save_words
 
-DATA_STREAM = 4
 INIT_FORMAT = "distill-init"
 
 
@@ -72,7 +72,7 @@ def build(config: Config) -> Setup:
 def new_distilled_data(setup: Setup) -> DistilledData:
     syn, ds = setup.config.synthetic, setup.dataset
     real = (ds.train_x, ds.train_y) if syn.data_init == "real" else None
-    gen = generator(setup.config.seed, DATA_STREAM)
+    gen = generator(setup.config.seed, Stream.DATA)
     soft = None
     if syn.labels == "learned":
         if syn.label_init == "file":
@@ -148,7 +148,7 @@ def run_experiment(
     run.create(overwrite)
     if not resume:
         run.write_config(config.model_dump(mode="json"))
-    distill(config, data, setup.net, sampler, setup.real, run, checkpoint=checkpoint, on_iteration=on_iteration)
+    distill(outer_settings(config), data, setup.net, sampler, setup.real, run, checkpoint=checkpoint, on_iteration=on_iteration)
 
     data = data.cpu()
     data.save(run.distilled)
@@ -195,6 +195,19 @@ def last_progress(run: RunDir) -> dict[str, Any]:
         return {"iteration": int(rows[-1]["iteration"]), "seconds": float(rows[-1]["seconds"]), "loss": float(rows[-1]["loss"])}
     state = run.load_checkpoint()
     return {"iteration": int(state["iteration"]), "seconds": float(state["seconds"]), "loss": None}
+
+
+def outer_settings(config: Config) -> OuterSettings:
+    """The outer loop's settings of a ``method: distill`` config."""
+    outer, ev, run = config.outer, config.eval, config.run
+    return OuterSettings(
+        epochs=outer.epochs, batch_size=outer.batch_size, lr=outer.lr, label_lr=outer.label_lr, betas=outer.betas,
+        decay_epochs=outer.decay_epochs, decay_factor=outer.decay_factor, models_per_iteration=outer.models_per_iteration,
+        backgrad=outer.backgrad, clip_grad_norm=outer.clip_grad_norm, learn_data=not config.synthetic.freeze_data,
+        seed=config.seed, eval_every=ev.every, models_during=ev.models_during, eval_batch_size=ev.batch_size,
+        select=ev.select, select_samples=ev.select_samples, log_every=run.log_every,
+        checkpoint_every=run.checkpoint_every, progress=run.progress, fingerprint=config.fingerprint(),
+    )
 
 
 def earlier_evaluations_of(run: RunDir) -> list:
@@ -352,9 +365,6 @@ def _summary(run: RunDir) -> str:
     return "\n".join(lines)
 
 
-BASELINE_STREAM = 5
-
-
 def run_baseline(config: Config, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
     """Run the baseline ``config.method`` (``distill.baselines``) into the run directory ``out``.
 
@@ -400,7 +410,7 @@ class BaselineSplit:
     @classmethod
     def of(cls, setup: Setup) -> "BaselineSplit":
         config, ds = setup.config, setup.dataset
-        gen = generator(config.seed, BASELINE_STREAM)
+        gen = generator(config.seed, Stream.BASELINE)
         order = torch.randperm(len(ds.train_y), generator=gen)
         held = order[: min(config.baseline.search_samples, len(order) // 5)]
         rest = order[len(held):]
@@ -478,7 +488,6 @@ def learned_lrs(run_dir: str, steps: int) -> torch.Tensor:
     return lrs
 
 
-FULL_DATA_STREAM = 6
 DIVERGED_LOSS = 10  # full-data training whose last pass's loss exceeds 10 log C has diverged
 
 
@@ -518,7 +527,7 @@ def full_data_accuracy(config: Config) -> dict[str, Any]:
     setup = build(config)
     started = time.perf_counter()
     theta0 = sampler_of(setup).held_out(1)[0].to(setup.device)
-    gen = generator(config.seed, FULL_DATA_STREAM)
+    gen = generator(config.seed, Stream.FULL_DATA)
     theta, losses = train_full(setup.net, theta0, setup.real.train_x, setup.real.train_y, config.train.epochs,
                                config.train.lr, config.train.batch_size, gen)
     if not torch.isfinite(theta).all() or not losses[-1] <= DIVERGED_LOSS * math.log(setup.dataset.num_classes):
@@ -533,9 +542,6 @@ def full_data_accuracy(config: Config) -> dict[str, Any]:
     cache[key] = entry
     write_json(config.train.cache, cache)
     return {**entry, "cached": False}
-
-
-TRANSFER_STREAM = 7
 
 
 def evaluate_transfer(out: str | Path, model: str, lr: float | str | None = None, models: int | None = None) -> tuple[Evaluation, Any]:
@@ -555,7 +561,7 @@ def evaluate_transfer(out: str | Path, model: str, lr: float | str | None = None
     data = load_distilled(run, setup)
     sampler = RandomInit(setup.net, config.init.scheme, config.init.gain, config.seed)
     if lr == "tune":
-        gen = generator(config.seed, TRANSFER_STREAM)
+        gen = generator(config.seed, Stream.TRANSFER)
         held = torch.randperm(len(setup.real.train_y), generator=gen)[: config.baseline.search_samples].to(setup.device)
         search = sampler.sample(config.baseline.search_models, 0).to(setup.device)
         scores = {}

@@ -18,8 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .errors import UserError
 
 TEMPORARY = ".tmp-"  # the mark of atomic_write's temporary files: ``.<name>.tmp-XXXXXX<suffix>``
@@ -59,12 +57,16 @@ def write_json(path: str | Path, value: Any) -> None:
 
 def save_tensors(path: str | Path, state: Any) -> None:
     """``torch.save(state)`` written atomically (load it with ``weights_only=True``)."""
+    import torch  # here, so that the CLI's light commands do not load torch
+
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_tensors(path: str | Path, what: str, map_location: str | torch.device = "cpu", advice: str = "") -> Any:
+def load_tensors(path: str | Path, what: str, map_location: Any = "cpu", advice: str = "") -> Any:
     """``torch.load(path, weights_only=True)``; a missing or unreadable file is a one-line
     ``UserError`` that calls it ``what`` (e.g. "the checkpoint") and ends with ``advice``."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} {path} is missing" + (" (it is a directory)" if path.is_dir() else "") + advice)

@@ -13,23 +13,14 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .choices import SCHEMES
 from .functional import FunctionalNet
+from .seeds import Stream, generator
 
-SCHEMES: tuple[str, ...] = ("xavier", "xavier_uniform", "kaiming", "normal", "orthogonal", "default")
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
-
-TRAIN_STREAM, HELD_OUT_STREAM, FIXED_STREAM = 0, 1, 2
-
-
-def generator(seed: int, *keys: int) -> torch.Generator:
-    """A torch generator seeded by ``(seed, *keys)``; different keys give independent streams."""
-    state = np.random.SeedSequence([seed, *keys]).generate_state(2, dtype=np.uint64)
-    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
-
 
 def init_weights(net: FunctionalNet, scheme: str, gain: float, gen: torch.Generator) -> Tensor:
     """One flat weight vector drawn from ``scheme`` (the reference code's ``init_weights``).
@@ -97,7 +88,7 @@ class FixedInit:
     """``p(θ₀) = δ(θ₀ − θ*)``: one weight vector, drawn once (or restored from a checkpoint)."""
 
     def __init__(self, net: FunctionalNet, scheme: str, gain: float, seed: int, theta: Tensor | None = None) -> None:
-        self.theta = theta if theta is not None else init_weights(net, scheme, gain, generator(seed, FIXED_STREAM))
+        self.theta = theta if theta is not None else init_weights(net, scheme, gain, generator(seed, Stream.FIXED))
 
     def sample(self, k: int, iteration: int) -> Tensor:
         """One row whatever ``k``: ``K`` copies of ``θ*`` would give the same mean loss."""
@@ -121,10 +112,10 @@ class RandomInit:
         return torch.stack([init_weights(self.net, self.scheme, self.gain, gen) for _ in range(n)])
 
     def sample(self, k: int, iteration: int) -> Tensor:
-        return self._draws(k, TRAIN_STREAM, iteration)
+        return self._draws(k, Stream.TRAIN, iteration)
 
     def held_out(self, n: int) -> Tensor:
-        return self._draws(n, HELD_OUT_STREAM)
+        return self._draws(n, Stream.HELD_OUT)
 
     def state_dict(self) -> dict:
         return {}
@@ -141,7 +132,7 @@ class PoolInit:
         self.train, self.held, self.seed = train, held, seed
 
     def sample(self, k: int, iteration: int) -> Tensor:
-        order = torch.randperm(len(self.train), generator=generator(self.seed, TRAIN_STREAM, iteration))
+        order = torch.randperm(len(self.train), generator=generator(self.seed, Stream.TRAIN, iteration))
         return self.train[order[:k]]
 
     def held_out(self, n: int) -> Tensor:

@@ -8,7 +8,7 @@ One torch file, loadable with ``torch.load(path, weights_only=True)``, holding a
     model              {"name": ..., "options": {...}} (every option, defaults included)
     input_shape        [C, H, W];  num_classes: int;  num_params: P
     source             the source dataset config (name, root, options such as resize)
-    seed, seeds        the config seed; network i started from inits.generator(*seeds[i])
+    seed, seeds        the config seed; network i started from seeds.generator(*seeds[i])
     init, pretrain     the initialisation scheme and the training settings
 
 A pool is used only with the model, input shape and class count it was trained for;

@@ -1,8 +1,8 @@
 """``distill pretrain``: a pool of networks trained on a source dataset, ``K`` at a time.
 
-Network ``i`` starts from ``θ₀⁽ⁱ⁾ = init(generator(seed, POOL_STREAM, i))`` and takes
+Network ``i`` starts from ``θ₀⁽ⁱ⁾ = init(generator(seed, Stream.POOL, i))`` and takes
 minibatch steps of its own shuffle of the source training set (pass ``e`` is the
-permutation drawn from ``generator(seed, POOL_STREAM, i, e)``) on
+permutation drawn from ``generator(seed, Stream.POOL, i, e)``) on
 
     ℓ_i(θ) = 1/B Σ_b CE(f(x_b; θ), y_b)
 
@@ -26,12 +26,12 @@ from .errors import DivergenceError, UserError
 from .evaluate import accuracies
 from .fulltrain import train_epoch
 from .functional import FunctionalNet
-from .inits import generator, init_weights
+from .inits import init_weights
 from .models import build_model
 from .pool import Architecture, Pool
+from .seeds import Stream, generator
 from .files import check_writable, load_tensors, save_tensors
 
-POOL_STREAM = 5
 LAST_BATCH = "kept"  # how a pass treats its last partial batch; pools before it dropped it (no entry)
 
 
@@ -85,7 +85,7 @@ def pretrain(config: Config, out: str | Path, resume: bool = False, on_epoch: Ca
     meta = {
         "source": (settings.dataset or config.dataset).model_dump(mode="json"),
         "seed": config.seed,
-        "seeds": [[config.seed, POOL_STREAM, i] for i in range(settings.networks)],
+        "seeds": [[config.seed, int(Stream.POOL), i] for i in range(settings.networks)],
         "init": {"scheme": config.init.scheme, "gain": config.init.gain},
         "pretrain": settings.model_dump(mode="json", exclude={"dataset"}),
         "last_batch": LAST_BATCH,

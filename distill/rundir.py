@@ -19,7 +19,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from .config import read_yaml
@@ -178,7 +177,7 @@ class RunDir:
     def write_checkpoint(self, state: dict[str, Any]) -> None:
         save_tensors(self.checkpoint, state)
 
-    def read_checkpoint(self, required: set[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    def read_checkpoint(self, required: set[str], map_location: Any = "cpu") -> dict[str, Any]:
         """``checkpoint.pt`` with at least the keys ``required``; a missing or corrupt file is a UserError."""
         if not self.checkpoint.exists():
             raise UserError(f"no checkpoint at {self.checkpoint}: the run never saved one{self.restart_advice()}")
@@ -191,6 +190,13 @@ class RunDir:
     def restart_advice(self) -> str:
         """How to start the run in this directory afresh, replacing what it holds."""
         return f"; start it again with: distill run {self.config} -o {self.path} --overwrite"
+
+    def keep_best(self, state: dict[str, Any]) -> None:
+        """``best.pt``: the data ``eval.select: best_train`` keeps."""
+        save_tensors(self.best, state)
+
+    def load_best(self, map_location: Any = "cpu") -> dict[str, Any]:
+        return load_tensors(self.best, "the kept data (eval.select: best_train)", map_location)
 
     def checkpointed_iteration(self) -> int | None:
         """The iteration a ``--resume`` restarts from, or None without a readable checkpoint."""

@@ -29,10 +29,10 @@ import torch
 from torch import Tensor
 from torch.func import grad, grad_and_value, vmap
 
+from .choices import BACKGRAD_MODES
 from .functional import FunctionalNet
 
 Mode = Literal["stored", "recompute"]
-MODES: tuple[str, ...] = ("stored", "recompute")
 
 
 @dataclass
@@ -119,8 +119,8 @@ def hypergradient(
     ``[S, m, C]``), ``lrs`` the positive step sizes ``η`` (``[T]``). Nothing passed in is
     modified and no gradient is accumulated anywhere: the gradients are returned.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown back-gradient mode {mode!r}; choose one of {MODES}")
+    if mode not in BACKGRAD_MODES:
+        raise ValueError(f"unknown back-gradient mode {mode!r}; choose one of {BACKGRAD_MODES}")
     steps = x.shape[0]
     x_leaves = [x[s].detach().requires_grad_() for s in range(steps)]
     label_leaves = [labels[s].detach().requires_grad_(learn_labels) for s in range(steps)]

@@ -90,3 +90,14 @@ def test_file_label_init_needs_a_file():
 def test_pretrained_init_options_must_fit_together(overrides, message):
     with pytest.raises(UserError, match=message):
         load_config(None, overrides)
+
+
+def test_a_config_and_its_written_yaml_have_one_fingerprint(tmp_path):
+    """Defaults are validated too (100 becomes 100.0 in a float field), so the config a run
+    writes reads back with the same fingerprint, and a resume matches its checkpoint."""
+    import yaml
+
+    config = load_config(None, ["outer.epochs=5", "continual.distill.outer.epochs=4", "method=continual"])
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    assert load_config(tmp_path / "c.yaml").fingerprint() == config.fingerprint()
+    assert load_config(None, ["seed=1"]).fingerprint() != load_config(None).fingerprint()

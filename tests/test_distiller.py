@@ -4,12 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distill.config import load_config
-from distill.distiller import EpochBatches, RealData, apply_gradients, distill, parameter_groups
+from distill.distiller import EpochBatches, OuterSettings, RealData, apply_gradients, distill, parameter_groups
 from distill.functional import FunctionalNet
 from distill.inits import FixedInit
 from distill.models import build_model
-from distill.rundir import RunDir
 from distill.synthetic import DistilledData
 from distill.unroll import HyperGradient
 
@@ -112,9 +110,8 @@ def test_outer_loop_equals_a_literal_algorithm_1_in_float64(tmp_path):
     plain autograd through the whole unroll, ``torch.optim.Adam`` and ``StepLR``."""
     torch.manual_seed(0)
     classes, shape = 4, (1, 12, 12)
-    config = load_config(None, ["outer.epochs=3", "outer.decay_epochs=1", "outer.batch_size=160", "outer.lr=0.01",
-                                "outer.betas=[0.5, 0.999]", "outer.decay_factor=0.5", "run.progress=false",
-                                "run.log_every=100", "run.checkpoint_every=100"])
+    settings = OuterSettings(epochs=3, decay_epochs=1, batch_size=160, lr=0.01, betas=(0.5, 0.999), decay_factor=0.5,
+                             log_every=100, checkpoint_every=100)
     net = FunctionalNet.of(build_model("lenet", shape, classes).double())
     real = RealData(torch.randn(320, *shape, dtype=torch.float64), torch.randint(0, classes, (320,)),
                     torch.randn(8, *shape, dtype=torch.float64), torch.randint(0, classes, (8,)))
@@ -124,13 +121,12 @@ def test_outer_loop_equals_a_literal_algorithm_1_in_float64(tmp_path):
     x, raw = x0.clone().requires_grad_(), data.raw_lrs.detach().clone().requires_grad_()
     labels = data.labels.clone()
 
-    run = RunDir(tmp_path)
-    run.create()
-    distill(config, data, net, FixedInit(net, "xavier", 1.0, 0, theta=theta0), real, run)
+    distill(settings, data, net, FixedInit(net, "xavier", 1.0, 0, theta=theta0), real)  # run=None: in memory, no files
+    assert not list(tmp_path.iterdir())
 
     optimizer = torch.optim.Adam([x, raw], lr=0.01, betas=(0.5, 0.999))
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
-    batches = EpochBatches(320, 160, config.seed)
+    batches = EpochBatches(320, 160, settings.seed)
     for iteration in range(6):
         theta = theta0.clone().requires_grad_()
         lrs = F.softplus(raw)

@@ -9,8 +9,8 @@ import torch
 from distill import distiller
 from distill.unroll import hypergradient
 from distill.errors import DivergenceError, UserError
-from distill.experiment import DATA_STREAM, evaluate_run, run_experiment, summarize_run
-from distill.inits import generator
+from distill.experiment import evaluate_run, run_experiment, summarize_run
+from distill.seeds import Stream, generator
 from distill.synthetic import DistilledData
 
 CONTRACT_KEYS = {"method", "dataset", "model", "init", "n_distilled", "steps", "epochs", "test_acc", "seconds"}
@@ -133,7 +133,7 @@ def test_learned_soft_labels_with_fewer_samples_than_classes(quick_config, tmp_p
                          "synthetic.data_init=normal", "outer.epochs=2")
     run_experiment(again, tmp_path / "labels_only")
     reread = DistilledData.load(tmp_path / "labels_only" / "distilled.pt")
-    fresh = torch.randn(5, 1, 8, 8, generator=generator(0, DATA_STREAM))
+    fresh = torch.randn(5, 1, 8, 8, generator=generator(0, Stream.DATA))
     assert torch.equal(reread.x.flatten(), fresh.flatten()), "freeze_data must leave the data as initialised"
     assert not torch.allclose(reread.labels, data.labels, atol=1e-4), "labels keep learning from the file's values"
     assert torch.allclose(reread.labels, data.labels, atol=0.2)

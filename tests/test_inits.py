@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from distill.functional import FunctionalNet
-from distill.inits import SCHEMES, FixedInit, RandomInit, generator, init_weights, make_sampler
+from distill.inits import SCHEMES, FixedInit, RandomInit, init_weights, make_sampler
+from distill.seeds import generator
 from distill.models import build_model
 
 

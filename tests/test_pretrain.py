@@ -8,10 +8,10 @@ from distill.config import load_config
 from distill.datasets import load_dataset
 from distill.errors import UserError
 from distill.functional import FunctionalNet
-from distill.inits import generator
+from distill.seeds import Stream, generator
 from distill.models import build_model
 from distill.pool import load_pool
-from distill.pretrain import POOL_STREAM, pretrain
+from distill.pretrain import pretrain
 
 SMALL = [
     "model.name=mlp",
@@ -36,7 +36,7 @@ def test_pool_file_holds_trained_networks_and_their_provenance(tmp_path):
     assert state["model"] == {"name": "mlp", "options": {"hidden": [16]}}
     assert state["input_shape"] == [1, 4, 4] and state["num_classes"] == 10
     assert state["source"]["name"] == "digits" and state["source"]["resize"] == 4
-    assert state["seeds"] == [[0, POOL_STREAM, i] for i in range(3)]
+    assert state["seeds"] == [[0, Stream.POOL, i] for i in range(3)]
     assert state["last_batch"] == "kept"
     assert len({tuple(t[:4].tolist()) for t in pool.thetas}) == 3  # each network from its own init
     assert (pool.test_acc > 0.4).all()  # far above the 10% of chance after two epochs (observed 0.65-0.77)
@@ -53,13 +53,13 @@ def test_vmapped_chunk_equals_plain_sgd_on_each_network(tmp_path):
         net = FunctionalNet.of(module)
         from distill.inits import init_weights
 
-        start = net.unflatten(init_weights(net, "xavier", 1.0, generator(0, POOL_STREAM, i)))
+        start = net.unflatten(init_weights(net, "xavier", 1.0, generator(0, Stream.POOL, i)))
         with torch.no_grad():
             for name, p in module.named_parameters():
                 p.copy_(start[name])
         sgd = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.5, weight_decay=0.01)
         for epoch in range(2):
-            perm = torch.randperm(len(data.train_y), generator=generator(0, POOL_STREAM, i, epoch))
+            perm = torch.randperm(len(data.train_y), generator=generator(0, Stream.POOL, i, epoch))
             for start in range(0, len(perm), 128):  # the last batch is partial
                 idx = perm[start : start + 128]
                 sgd.zero_grad()

@@ -10,7 +10,8 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from distill.errors import UserError
 from distill.functional import FunctionalNet, classification_loss
-from distill.inits import SCHEMES, generator, init_weights
+from distill.inits import SCHEMES, init_weights
+from distill.seeds import generator
 from distill.models import build_model, model_options
 from distill.unroll import hypergradient, train
 

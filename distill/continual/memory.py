@@ -7,17 +7,19 @@ has when it later takes the memory's gradient (Wang et al., Sec. 3.6).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+
 import torch
 from torch import Tensor
 
-from ..config import Config, EvalConfig, RunConfig, SyntheticConfig, validate
-from ..distiller import RealData, distill
+from ..config import Config
+from ..distiller import OuterSettings, RealData, distill
 from ..functional import FunctionalNet
 from ..inits import RandomInit
 from ..rundir import RunDir
 from ..synthetic import DistilledData
-
-NO_INTERMEDIATE_CHECKPOINTS = 10**9
 
 
 def real_memory(x: Tensor, y: Tensor, size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -26,19 +28,20 @@ def real_memory(x: Tensor, y: Tensor, size: int, gen: torch.Generator) -> tuple[
     return x[chosen], y[chosen]
 
 
-def memory_distill_config(config: Config, seed: int) -> Config:
-    """The ``method: distill`` config that distills one task into its memory."""
-    continual = config.continual
-    settings = continual.distill
-    synthetic = SyntheticConfig(
-        n=continual.memory_per_task, steps=settings.steps, epochs=settings.epochs,
-        lr_init=settings.lr_init, data_init=settings.data_init,
+def memory_settings(config: Config, seed: int) -> OuterSettings:
+    """The outer loop that distills one task into its memory: ``continual.distill.outer``,
+    checkpointed only at its end (the continual run checkpoints after every task)."""
+    outer, memory = config.continual.distill.outer, config.continual.distill
+    settings = OuterSettings(
+        epochs=outer.epochs, batch_size=outer.batch_size, lr=outer.lr, label_lr=outer.label_lr, betas=outer.betas,
+        decay_epochs=outer.decay_epochs, decay_factor=outer.decay_factor, models_per_iteration=outer.models_per_iteration,
+        backgrad=outer.backgrad, clip_grad_norm=outer.clip_grad_norm, seed=seed, log_every=10, checkpoint_every=None,
     )
-    run = RunConfig(log_every=10, checkpoint_every=NO_INTERMEDIATE_CHECKPOINTS, device=config.run.device, progress=False)
-    return config.model_copy(update={
-        "method": "distill", "continual": None, "seed": seed, "synthetic": synthetic, "outer": settings.outer,
-        "init": config.init.model_copy(update={"kind": "random"}), "eval": EvalConfig(every=0), "run": run,
-    })
+    what = {"settings": dataclasses.asdict(settings), "memory": memory.model_dump(mode="json", exclude={"outer"}),
+            "memory_per_task": config.continual.memory_per_task, "model": config.model.model_dump(mode="json"),
+            "init": config.init.model_dump(mode="json")}
+    fingerprint = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+    return dataclasses.replace(settings, fingerprint=fingerprint)
 
 
 def distilled_memory(
@@ -47,19 +50,19 @@ def distilled_memory(
 ) -> tuple[tuple[Tensor, Tensor], DistilledData, float]:
     """Distill the task ``(x, y)`` (labels ``0 … num_classes−1``) into ``memory_per_task``
     samples; returns the memory ``(x̃, ỹ)``, the DistilledData and the distillation's seconds
-    (summed over resumes). ``run`` gets the distillation's config, log and checkpoint; with
-    ``resume``, a checkpoint there of the same config is continued."""
-    memory_config = memory_distill_config(config, seed)
-    syn = memory_config.synthetic
+    (summed over resumes). ``run`` gets the distillation's log and checkpoint; with
+    ``resume``, a checkpoint there of the same settings is continued."""
+    settings, memory = memory_settings(config, seed), config.continual.distill
+    n = config.continual.memory_per_task
     gen = torch.Generator().manual_seed(seed)
-    real = (x.cpu(), y.cpu()) if syn.data_init == "real" else None
-    data = DistilledData.create(syn.n, syn.steps, syn.epochs, tuple(x.shape[1:]), num_classes, syn.lr_init, real, gen).to(x.device)
-    sampler = RandomInit(head, memory_config.init.scheme, memory_config.init.gain, seed)
-    same_run = resume and run.checkpoint.exists() and run.config.exists() and validate(run.read_config()) == memory_config
-    checkpoint = run.load_checkpoint() if same_run else None
+    real = (x.cpu(), y.cpu()) if memory.data_init == "real" else None
+    data = DistilledData.create(n, memory.steps, memory.epochs, tuple(x.shape[1:]), num_classes, memory.lr_init, real, gen).to(x.device)
+    sampler = RandomInit(head, config.init.scheme, config.init.gain, seed)
+    checkpoint = run.load_checkpoint() if resume and run.checkpoint.exists() else None
+    if checkpoint is not None and checkpoint.get("config") != settings.fingerprint:
+        checkpoint = None  # another memory's: distill this one afresh
     run.create()
-    run.write_config(memory_config.model_dump(mode="json"))
-    distill(memory_config, data, head, sampler, RealData(x, y, x, y), run, checkpoint=checkpoint)
+    distill(settings, data, head, sampler, RealData(x, y, x, y), run, checkpoint=checkpoint)
     seconds = float(run.read_log()[-1]["seconds"])
-    memory = (data.x.detach().reshape(syn.n, *x.shape[1:]), data.labels.detach().reshape(syn.n))
-    return memory, data.cpu(), seconds
+    memory_x = (data.x.detach().reshape(n, *x.shape[1:]), data.labels.detach().reshape(n))
+    return memory_x, data.cpu(), seconds

@@ -25,16 +25,16 @@ from ..errors import DivergenceError, UserError
 from ..evaluate import accuracies
 from ..experiment import resolve_device
 from ..functional import FunctionalNet
-from ..inits import generator, init_weights
+from ..inits import init_weights
 from ..models import build_model
 from ..files import save_tensors, write_json
 from ..rundir import RunDir
+from ..seeds import Stream, generator
 from ..viz import save_accuracy_matrix
 from .learners import head_of, make_learner, train_task
 from .memory import distilled_memory, real_memory
 from .metrics import summary
 
-LEARNER_STREAM, SHUFFLE_STREAM, MEMORY_STREAM = 10, 11, 12
 
 
 def check_memory(tasks: list[Task], memory_per_task: int, distilled: bool) -> None:
@@ -101,10 +101,10 @@ def run_continual(
     module = build_model(config.model.name, dataset.input_shape, dataset.num_classes, **config.model.options).to(device)
     heads = [head_of(module, task.classes) for task in tasks]
     learner = make_learner(c.learner, c.memory_strength, c.ewc_lambda)
-    shuffle, memory_gen = generator(config.seed, SHUFFLE_STREAM), generator(config.seed, MEMORY_STREAM)
+    shuffle, memory_gen = generator(config.seed, Stream.SHUFFLE), generator(config.seed, Stream.MEMORY)
     batch = config.eval.batch_size
     if checkpoint is None:
-        theta = init_weights(heads[0], config.init.scheme, config.init.gain, generator(config.seed, LEARNER_STREAM)).to(device)
+        theta = init_weights(heads[0], config.init.scheme, config.init.gain, generator(config.seed, Stream.LEARNER)).to(device)
         initial = task_accuracies(heads, tasks, theta, batch)
         R = torch.zeros(len(tasks), len(tasks))
         train_seconds, distill_seconds, done, earlier = [], [], 0, 0.0
