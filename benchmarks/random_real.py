@@ -31,7 +31,7 @@ import torch  # noqa: E402
 
 from distill.config import load_config  # noqa: E402
 from distill.evaluate import accuracies  # noqa: E402
-from distill.experiment import build, sampler_of  # noqa: E402
+from distill.build import build, sampler_of  # noqa: E402
 from distill.seeds import Stream, generator  # noqa: E402
 from distill.synthetic import DistilledData  # noqa: E402
 from distill.unroll import train  # noqa: E402

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from distill.config import load_config, validate  # noqa: E402
 from distill.errors import UserError  # noqa: E402
-from distill.experiment import run_baseline, run_experiment  # noqa: E402
+from distill.experiment import run_experiment  # noqa: E402
 from distill.rundir import RunDir  # noqa: E402
 
 FIGURES = ROOT / "benchmarks" / "paper_figures.yaml"
@@ -95,10 +95,7 @@ def run_row(row: dict, args: argparse.Namespace) -> str:
     if run.path.exists() and any(run.path.iterdir()):
         return f"skipped: {run.path} holds a different or unfinished run; move it away to run this row"
     started = time.perf_counter()
-    if config.method == "distill":
-        run_experiment(config, run.path)
-    else:
-        run_baseline(config, run.path)
+    run_experiment(config, run.path)
     return f"ran in {time.perf_counter() - started:.0f} s"
 
 

@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from distill.config import validate  # noqa: E402
 from distill.evaluate import evaluate  # noqa: E402
-from distill.experiment import build, sampler_of  # noqa: E402
+from distill.build import build, sampler_of  # noqa: E402
 from distill.seeds import Stream, generator  # noqa: E402
 from distill.rundir import RunDir  # noqa: E402
 from distill.synthetic import DistilledData  # noqa: E402

@@ -28,7 +28,6 @@ from sklearn.cluster import KMeans
 from sklearn.neighbors import KNeighborsClassifier
 from torch import Tensor
 
-from .choices import BASELINES, LR_GRID, MEMORIES  # noqa: F401 (re-exported)
 from .errors import UserError
 from .evaluate import accuracies, trained_networks
 from .functional import FunctionalNet

@@ -186,7 +186,8 @@ def parse_lr(text: str | None) -> float | str | None:
 
 def train_command(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .experiment import full_data_accuracy, full_data_key
+    from .fulltrain import full_data_accuracy
+    from .report import full_data_key
 
     config = load_config(args.config, args.overrides)
     result = full_data_accuracy(config)
@@ -197,8 +198,7 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    from .compare import distillation_size, markdown_table, plot_sweeps, sweeps
-    from .experiment import summarize_for_comparison
+    from .report import distillation_size, markdown_table, plot_sweeps, summarize_for_comparison, sweeps
 
     if not 0 < args.ratio <= 1:
         raise UserError(f"--ratio must lie in (0, 1], got {args.ratio}")
@@ -253,7 +253,7 @@ def pretrain_command(args: argparse.Namespace) -> int:
 
 
 def baseline_command(args: argparse.Namespace) -> int:
-    from .baselines import BASELINES
+    from .choices import BASELINES
     from .config import load_config
     from .errors import unknown
     from .experiment import run_experiment

@@ -10,11 +10,25 @@ Schonlau's distillation ratio ``acc(distilled) / acc(full data)``.
 
 from __future__ import annotations
 
+import math
+import time
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import Tensor
 from torch.func import grad_and_value, vmap
 
+from .build import build, sampler_of
+from .config import Config
+from .errors import DivergenceError
+from .evaluate import accuracies
+from .files import check_writable, write_json
 from .functional import FunctionalNet
+from .report import full_data_key, read_full_data_cache
+from .seeds import Stream, generator
+
+DIVERGED_LOSS = 10  # full-data training whose last pass's loss exceeds 10 log C has diverged
 
 
 def train_epoch(net: FunctionalNet, stack: Tensor, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, perms: Tensor, batch_size: int) -> Tensor:
@@ -52,3 +66,35 @@ def train_full(
         order = torch.randperm(len(y), generator=gen).to(x.device)
         losses.append(train_epoch(net, stack, optimizer, x, y, order[None], batch_size)[0])
     return stack.detach()[0], torch.stack(losses)
+
+
+def full_data_accuracy(config: Config) -> dict[str, Any]:
+    """Test accuracy of ``config``'s model trained on the whole training set (``train`` section),
+    from the cache file ``train.cache`` when it holds this dataset/model/seed with the same
+    training settings; otherwise trained now and added to the cache. The network starts from
+    the config's first held-out initialisation (for fixed init: the fixed network)."""
+    settings = {"epochs": config.train.epochs, "lr": config.train.lr, "batch_size": config.train.batch_size,
+                "init": config.init.kind, "scheme": config.init.scheme, "model_options": config.model.options}
+    cache = read_full_data_cache(config.train.cache)
+    check_writable(Path(config.train.cache).parent)
+    key = full_data_key(config)
+    if key in cache and cache[key].get("settings") == settings:
+        return {**cache[key], "cached": True}
+    setup = build(config)
+    started = time.perf_counter()
+    theta0 = sampler_of(setup).held_out(1)[0].to(setup.device)
+    gen = generator(config.seed, Stream.FULL_DATA)
+    theta, losses = train_full(setup.net, theta0, setup.real.train_x, setup.real.train_y, config.train.epochs,
+                               config.train.lr, config.train.batch_size, gen)
+    if not torch.isfinite(theta).all() or not losses[-1] <= DIVERGED_LOSS * math.log(setup.dataset.num_classes):
+        raise DivergenceError(f"full-data training diverged (last pass's training loss {losses[-1].item():.4g}, far above "
+                              f"the log C = {math.log(setup.dataset.num_classes):.3g} of a network that guesses); lower "
+                              f"train.lr (now {config.train.lr:g}); nothing was cached")
+    acc = accuracies(setup.net, theta[None], setup.real.test_x, setup.real.test_y, config.eval.batch_size).item()
+    Path(config.train.cache).parent.mkdir(parents=True, exist_ok=True)
+    entry = {"test_acc": acc, "train_size": len(setup.real.train_y), "settings": settings,
+             "seconds": round(time.perf_counter() - started, 2), "device": str(setup.device)}
+    cache = read_full_data_cache(config.train.cache)
+    cache[key] = entry
+    write_json(config.train.cache, cache)
+    return {**entry, "cached": False}

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from distill import baselines as B
+from distill.choices import BASELINES
 from distill.cli import main
 from distill.errors import UserError
 from distill.functional import FunctionalNet
@@ -153,7 +154,7 @@ def sets(*overrides):
     return [arg for o in overrides for arg in ("--set", o)]
 
 
-@pytest.mark.parametrize("method", B.BASELINES)
+@pytest.mark.parametrize("method", BASELINES)
 def test_baseline_command_writes_a_run_directory(method, tmp_path, capsys):
     out = tmp_path / method
     quick = [*QUICK, "baseline.sets=2", "baseline.candidates=4", "baseline.lrs=[0.1,0.3]", "baseline.epochs=[1]",

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from distill.cli import main
-from distill.compare import RunSummary, distillation_size, markdown_table, sweeps
+from distill.report import RunSummary, distillation_size, markdown_table, sweeps
 
 from conftest import QUICK
 

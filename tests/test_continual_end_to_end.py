@@ -114,12 +114,13 @@ def test_an_interrupted_and_resumed_stream_equals_an_uninterrupted_one(tmp_path,
     """Cut off after task 2 (or, for a distilled memory, in the middle of task 2's memory
     distillation, which the resume continues from its own checkpoint)."""
     import distill.continual.memory as memory_module
-    from distill.continual import run_continual
+    from distill.methods.continual import run as run_continual
+    from distill.rundir import RunDir
 
     kind, _, memory = learner.partition("-")
     overrides = TINY + [f"continual.learner={kind}", "continual.stream.samples_per_task=100"]
     config = load_config(None, overrides + ([f"continual.memory={memory}"] if memory else []))
-    run_continual(config, tmp_path / "whole")
+    run_continual(config, RunDir(tmp_path / "whole"))
 
     distill_calls = []
     original = memory_module.distill
@@ -140,7 +141,7 @@ def test_an_interrupted_and_resumed_stream_equals_an_uninterrupted_one(tmp_path,
 
     monkeypatch.setattr(memory_module, "distill", distill_cut_in_task_2)
     with pytest.raises(KeyboardInterrupt):
-        run_continual(config, tmp_path / "cut", on_task=None if memory == "distilled" else interrupt_after)
+        run_continual(config, RunDir(tmp_path / "cut"), on_iteration=None if memory == "distilled" else interrupt_after)
     assert not (tmp_path / "cut" / "metrics.json").exists()
     assert main(["show", str(tmp_path / "cut")]) == 0
     done = 1 if memory == "distilled" else 2
@@ -165,7 +166,7 @@ def test_an_interrupted_and_resumed_stream_equals_an_uninterrupted_one(tmp_path,
 
 
 def test_a_stream_cut_off_in_its_first_task_says_how_to_start_again(tmp_path, capsys, monkeypatch):
-    import distill.continual.run as run_module
+    import distill.methods.continual as run_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -12,7 +12,6 @@ from distill.cli import main
 from distill.errors import DivergenceError, UserError
 from distill.experiment import evaluate_run, run_experiment, summarize_run
 from distill.rundir import RunDir
-from distill.synthetic import DistilledData
 
 from conftest import QUICK
 
@@ -150,8 +149,8 @@ def test_show_after_a_kill_gives_the_iteration_a_resume_restarts_from(quick_conf
 def test_eval_checks_it_can_record_before_the_work_and_never_loses_a_result(finished, tmp_path, monkeypatch, capsys):
     out = copy_of(finished, tmp_path)
     trained = []
-    monkeypatch.setattr("distill.experiment.evaluate", lambda *a, **k: trained.append(1))
-    monkeypatch.setattr("distill.experiment.os.access", lambda path, mode: False)
+    monkeypatch.setattr("distill.methods.bilevel.train_and_test", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr("distill.methods.bilevel.os.access", lambda path, mode: False)
     assert main(["eval", str(out)]) == 2
     assert "cannot record an evaluation" in capsys.readouterr().err and not trained
     monkeypatch.undo()

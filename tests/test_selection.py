@@ -11,7 +11,8 @@ from distill import distiller
 from distill.config import load_config
 from distill.errors import UserError
 from distill.evaluate import evaluate
-from distill.experiment import build, run_experiment, sampler_of, summarize_run
+from distill.build import build, sampler_of
+from distill.experiment import run_experiment, summarize_run
 from distill.rundir import RunDir
 from distill.synthetic import DistilledData
 

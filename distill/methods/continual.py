@@ -10,9 +10,7 @@ finished task, from which ``--resume`` continues.
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -23,17 +21,18 @@ from ..config import Config
 from ..datasets.streams import Task, load_stream
 from ..errors import DivergenceError, UserError
 from ..evaluate import accuracies
-from ..experiment import resolve_device
+from ..build import resolve_device
 from ..functional import FunctionalNet
 from ..inits import init_weights
 from ..models import build_model
 from ..files import save_tensors, write_json
+from ..report import continual_label
 from ..rundir import RunDir
 from ..seeds import Stream, generator
 from ..viz import save_accuracy_matrix
-from .learners import head_of, make_learner, train_task
-from .memory import distilled_memory, real_memory
-from .metrics import summary
+from ..continual.learners import head_of, make_learner, train_task
+from ..continual.memory import distilled_memory, real_memory
+from ..continual.metrics import summary
 
 
 
@@ -65,9 +64,9 @@ CHECKPOINT_KEYS = {"tasks_done", "theta", "accuracy_matrix", "initial_accuracy",
                    "learner", "shuffle", "memory_gen", "seconds"}
 
 
-def run_continual(
-    config: Config, out: str | Path, resume: bool = False, overwrite: bool = False,
-    on_task: Callable[[int], None] | None = None,
+def run(
+    config: Config, run: RunDir, resume: bool = False, overwrite: bool = False,
+    on_iteration: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``config.continual.learner`` on the stream, task after task, into ``out``.
 
@@ -76,10 +75,9 @@ def run_continual(
     distillation from its own checkpoint) and ends exactly as an uninterrupted run;
     ``overwrite`` replaces the run files already in ``out`` (``run_experiment`` has refused
     a directory holding a run without either).
-    ``on_task(k)`` is called after task ``k`` (1-based) is saved.
+    ``on_iteration(k)`` is called after task ``k`` (1-based) is saved.
     """
     c = config.continual
-    run = RunDir(out)
     if resume:  # run_experiment has checked that the run's config.yaml is this config
         if run.metrics.exists():
             raise UserError(f"{run.path} has finished all its tasks; there is nothing to resume (see: distill show {run.path})")
@@ -129,7 +127,7 @@ def run_continual(
         train_seconds.append(round(time.perf_counter() - clock, 3))
         if not torch.isfinite(theta).all():
             raise DivergenceError(
-                f"the {_label(config)} learner diverged (non-finite weights) while training task {k + 1}; "
+                f"the {continual_label(config)} learner diverged (non-finite weights) while training task {k + 1}; "
                 f"lower continual.lr{' or continual.ewc_lambda' if c.learner == 'ewc' else ''}"
             )
         R[k] = task_accuracies(heads, tasks, theta, batch)
@@ -148,8 +146,8 @@ def run_continual(
             "shuffle": shuffle.get_state(), "memory_gen": memory_gen.get_state(), "seconds": time.perf_counter() - started,
         })
         progress.set_postfix(acc=f"{R[k, : k + 1].mean().item():.3f}")
-        if on_task is not None:
-            on_task(k + 1)
+        if on_iteration is not None:
+            on_iteration(k + 1)
     progress.close()
     seconds = time.perf_counter() - started
 
@@ -161,7 +159,7 @@ def run_continual(
         "projections": getattr(learner, "projections", None),
     }
     write_json(run.path / "continual.json", record)
-    save_accuracy_matrix(run.path / "continual.png", R, f"{c.stream.name}, {_label(config)}: ACC {100 * figures['acc']:.1f}%")
+    save_accuracy_matrix(run.path / "continual.png", R, f"{c.stream.name}, {continual_label(config)}: ACC {100 * figures['acc']:.1f}%")
     if c.learner == "gem":
         memories = learner.state_dict()
         save_tensors(run.path / "memory.pt", {"x": [x.cpu() for x in memories["x"]], "y": [y.cpu() for y in memories["y"]]})
@@ -176,40 +174,10 @@ def run_continual(
         "epochs": c.epochs,
         "test_acc": {"mean": final.mean().item(), "std": final.std(unbiased=False).item(), "n": len(final)},
         "seconds": round(seconds, 2),
-        "learner": _label(config),
+        "learner": continual_label(config),
         **figures,
         "distill_seconds_per_task": round(sum(distill_seconds) / len(distill_seconds), 3) if distill_seconds else None,
         "device": str(device),
     }
     run.write_metrics(metrics)
     return metrics
-
-
-def _label(config: Config) -> str:
-    c = config.continual
-    return f"gem-{c.memory}" if c.learner == "gem" else c.learner
-
-
-def summarize_continual(run: RunDir, config: Config) -> str:
-    """The summary ``distill show`` prints for a continual run."""
-    c = config.continual
-    lines = [
-        f"run        {run.path}",
-        f"method     continual: {c.stream.name} ({c.stream.tasks} tasks), {config.model.name}, {_label(config)}",
-        f"training   {c.epochs} epoch(s) per task, SGD lr {c.lr:g}, batch {c.batch_size}"
-        + (f", memory {c.memory_per_task} per task, margin {c.memory_strength:g}" if c.learner == "gem" else ""),
-    ]
-    results = run.path / "continual.json"
-    if not run.metrics.exists():
-        if not run.checkpoint.exists():
-            status = f"unfinished before its first task ended (start it again: distill run {run.config} -o {run.path} --overwrite)"
-        else:
-            done = run.read_checkpoint(CHECKPOINT_KEYS)["tasks_done"]
-            status = f"unfinished after {done} of {c.stream.tasks} tasks (continue with: distill run -o {run.path} --resume)"
-        return "\n".join(lines + [f"status     {status}"])
-    record = json.loads(results.read_text())
-    lines.append(f"result     ACC {100 * record['acc']:.2f}%, BWT {100 * record['bwt']:+.2f}, FWT {100 * record['fwt']:+.2f}")
-    if record["distill_seconds"]:
-        seconds = record["distill_seconds"]
-        lines.append(f"memory     distilled in {sum(seconds) / len(seconds):.1f} s per task ({sum(seconds):.0f} s in all)")
-    return "\n".join(lines)
