@@ -1,8 +1,9 @@
 """distill: dataset distillation in PyTorch.
 
 The public API, imported on first use (``import distill`` alone loads neither torch nor
-scikit-learn): ``load_config``/``Config`` (the YAML schema), ``run_experiment`` (a config
-into a run directory), ``DistilledData`` (the learned set) and ``evaluate``.
+scikit-learn): ``Distiller`` (fit/score/save/load, scikit-learn style), ``load_config``/
+``Config`` (the YAML schema), ``run_experiment`` (a config into a run directory),
+``DistilledData`` (the learned set) and ``evaluate``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 _EXPORTS = {
+    "Distiller": "api",
     "Config": "config",
     "load_config": "config",
     "run_experiment": "experiment",

@@ -40,8 +40,13 @@ def resolve_device(name: str) -> torch.device:
 
 def build(config: Config) -> Setup:
     """Load the dataset, check the config against it, and build the model."""
-    device = resolve_device(config.run.device)
     dataset = load_dataset(config.dataset.name, root=config.dataset.root, download=config.dataset.download, **config.dataset.options)
+    return setup_for(config, dataset)
+
+
+def setup_for(config: Config, dataset: ArrayDataset) -> Setup:
+    """Check the config against ``dataset`` and build the model, on the config's device."""
+    device = resolve_device(config.run.device)
     if config.synthetic.labels == "hard" and config.synthetic.n < dataset.num_classes:
         raise UserError(
             f"synthetic.n = {config.synthetic.n} is fewer than the {dataset.num_classes} classes of "
