@@ -1,3 +1,8 @@
+import shutil
+import urllib.parse
+import urllib.request
+
+import pooch
 import pytest
 
 from distill.config import load_config
@@ -37,3 +42,15 @@ def digits_pool(tmp_path_factory):
     config = load_config(None, ["model.name=mlp", "model.hidden=[32]", "pretrain.networks=5", "pretrain.models_at_once=5",
                                 "pretrain.epochs=1", "pretrain.batch_size=128", "pretrain.lr=0.01", "run.progress=false"])
     return path, pretrain(config, path)
+
+
+def copy_local_file(url: str, output_file: str, _pooch: object) -> None:
+    """A pooch downloader for the file:// URLs of the mirrors these tests write."""
+    shutil.copyfile(urllib.request.url2pathname(urllib.parse.urlparse(url).path), output_file)
+
+
+@pytest.fixture
+def file_urls(monkeypatch):
+    """pooch fetches file:// URLs (its verification and temporary file stay as they are)."""
+    retrieve = pooch.retrieve
+    monkeypatch.setattr(pooch, "retrieve", lambda url, **kwargs: retrieve(url, downloader=copy_local_file, **kwargs))

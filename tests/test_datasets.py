@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import pickle
+import re
 import struct
 import tarfile
 import zlib
@@ -20,15 +21,16 @@ import torch
 from sklearn.datasets import load_digits
 
 from distill.datasets import DATASETS, ArrayDataset, images, load_dataset, reshape
-from distill.datasets.download import extract_tar, fetch, fetch_first
+from distill.datasets.download import extract_tar
 from distill.errors import UserError
 
 RNG = np.random.default_rng(0)
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-def md5_of(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
+def sha256_of(path: Path) -> str:
+    """``path``'s hash as pooch takes it."""
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def unnormalise(x: torch.Tensor, data: ArrayDataset) -> torch.Tensor:
@@ -545,39 +547,6 @@ def test_missing_dataset_names_folder_and_download_option(tmp_path, name, looked
     assert not any(tmp_path.iterdir())
 
 
-def test_fetch_verifies_md5(tmp_path):
-    source = tmp_path / "source.bin"
-    source.write_bytes(b"payload")
-    dest = tmp_path / "out" / "file.bin"
-    fetch(source.as_uri(), dest, md5_of(source))
-    assert dest.read_bytes() == b"payload"
-
-
-def test_fetch_md5_mismatch_keeps_nothing(tmp_path):
-    source = tmp_path / "source.bin"
-    source.write_bytes(b"payload")
-    dest = tmp_path / "out" / "file.bin"
-    with pytest.raises(UserError, match="checksum mismatch"):
-        fetch(source.as_uri(), dest, "0" * 32)
-    assert list(dest.parent.iterdir()) == []
-
-
-def test_fetch_unreachable_url(tmp_path):
-    url = (tmp_path / "absent.bin").as_uri()
-    with pytest.raises(UserError, match="could not download"):
-        fetch(url, tmp_path / "out.bin", "0" * 32)
-
-
-def test_fetch_first_falls_back_to_next_mirror(tmp_path):
-    source = tmp_path / "source.bin"
-    source.write_bytes(b"payload")
-    dest = tmp_path / "dest.bin"
-    fetch_first([(tmp_path / "absent").as_uri(), source.as_uri()], dest, md5_of(source))
-    assert dest.read_bytes() == b"payload"
-    with pytest.raises(UserError, match="could not download.*could not download"):
-        fetch_first([(tmp_path / "a").as_uri(), (tmp_path / "b").as_uri()], tmp_path / "x", "0" * 32)
-
-
 def test_extract_corrupt_tar(tmp_path):
     archive = tmp_path / "broken.tar.gz"
     archive.write_bytes(b"not a tar")
@@ -585,34 +554,37 @@ def test_extract_corrupt_tar(tmp_path):
         extract_tar(archive, tmp_path)
 
 
-def test_mnist_download(tmp_path, monkeypatch):
+
+
+def test_mnist_download(tmp_path, monkeypatch, file_urls):
     mirror = tmp_path / "mirror"
     arrays = make_idx_dataset(mirror, gz=True)
-    md5 = {stem: md5_of(mirror / f"{stem}.gz") for stem in IDX_STEMS}
+    hashes = {stem: sha256_of(mirror / f"{stem}.gz") for stem in IDX_STEMS}
     urls = ((tmp_path / "down").as_uri() + "/", mirror.as_uri() + "/")
-    monkeypatch.setattr(images, "MNIST", dataclasses.replace(images.MNIST, mirrors=urls, md5=md5))
+    monkeypatch.setattr(images, "MNIST", dataclasses.replace(images.MNIST, mirrors=urls, hashes=hashes))
     root = tmp_path / "root"
     assert_idx_dataset(load_dataset("mnist", root=root, download=True), arrays)
     assert sorted(path.name for path in (root / "MNIST" / "raw").iterdir()) == sorted(f"{s}.gz" for s in IDX_STEMS)
 
 
-def test_mnist_download_md5_mismatch(tmp_path, monkeypatch):
+def test_mnist_download_hash_mismatch(tmp_path, monkeypatch, file_urls):
     mirror = tmp_path / "mirror"
     make_idx_dataset(mirror, gz=True)
-    md5 = dict.fromkeys(IDX_STEMS, "0" * 32)
-    monkeypatch.setattr(images, "MNIST", dataclasses.replace(images.MNIST, mirrors=(mirror.as_uri() + "/",), md5=md5))
-    with pytest.raises(UserError, match="checksum mismatch"):
+    hashes = dict.fromkeys(IDX_STEMS, "md5:" + "0" * 32)
+    mnist = dataclasses.replace(images.MNIST, mirrors=(mirror.as_uri() + "/",), hashes=hashes)
+    monkeypatch.setattr(images, "MNIST", mnist)
+    with pytest.raises(UserError, match="could not download train-images-idx3-ubyte.gz .*does not match"):
         load_dataset("mnist", root=tmp_path / "root", download=True)
     assert list((tmp_path / "root" / "MNIST" / "raw").iterdir()) == []
 
 
-def test_cifar10_download_extracts_archive(tmp_path, monkeypatch):
+def test_cifar10_download_extracts_archive(tmp_path, monkeypatch, file_urls):
     source = tmp_path / "source"
     pixels, labels = make_cifar10(source / "cifar-10-batches-py")
     archive = tmp_path / "cifar.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(source / "cifar-10-batches-py", arcname="cifar-10-batches-py")
-    remote = images.Remote((archive.as_uri(),), md5_of(archive))
+    remote = images.Remote((archive.as_uri(),), sha256_of(archive))
     monkeypatch.setattr(images, "CIFAR10", dataclasses.replace(images.CIFAR10, remote=remote))
     root = tmp_path / "root"
     data = load_dataset("cifar10", root=root, download=True)
@@ -621,14 +593,21 @@ def test_cifar10_download_extracts_archive(tmp_path, monkeypatch):
     assert (root / "cifar-10-python.tar.gz").is_file()
 
 
-def test_usps_download(tmp_path, monkeypatch):
+def test_usps_download(tmp_path, monkeypatch, file_urls):
     mirror = tmp_path / "mirror"
     for name, labels in (("usps.bz2", [3, 4]), ("usps.t.bz2", [5])):
         write_usps(mirror / name, labels, np.zeros((len(labels), 256)))
-        remote = images.Remote(((mirror / name).as_uri(),), md5_of(mirror / name))
+        remote = images.Remote(((mirror / name).as_uri(),), sha256_of(mirror / name))
         monkeypatch.setitem(images.USPS_FILES, name, remote)
     data = load_dataset("usps", root=tmp_path / "root", download=True)
     assert data.train_y.tolist() == [2, 3] and data.test_y.tolist() == [4]
+
+
+def test_every_image_download_has_a_pinned_hash():
+    remotes = [images.CIFAR10.remote, images.CIFAR100.remote, *images.SVHN_FILES.values(), *images.USPS_FILES.values()]
+    hashes = [remote.known_hash for remote in remotes]
+    hashes += [h for spec in (images.MNIST, images.FASHION_MNIST) for h in spec.hashes.values()]
+    assert all(re.fullmatch(r"md5:[0-9a-f]{32}|sha256:[0-9a-f]{64}", h) for h in hashes)
 
 
 # --- resize and channels ------------------------------------------------------------------

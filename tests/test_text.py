@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from distill.datasets import DATASETS, load_dataset, text
+from distill.datasets.download import UNVERIFIED_ENV, Remote
 from distill.datasets.text import PAD, UNK, build_vocab, encode, nearest_words, read_glove, tokenize
 from distill.errors import UserError
 
@@ -405,14 +406,21 @@ def test_options(tmp_path):
 # --- downloads -------------------------------------------------------------------------------------
 
 
-def test_trec_and_glove_download(tmp_path, monkeypatch):
+
+
+def pinned(path: Path) -> Remote:
+    """A Remote for the local file ``path`` with its sha256 pinned."""
+    return Remote((path.as_uri(),), "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def test_trec_and_glove_download(tmp_path, monkeypatch, file_urls):
     mirror = tmp_path / "mirror"
     make_trec(mirror)
     for name in text.TREC_FILES:
-        monkeypatch.setitem(text.TREC_SOURCES, name, text.Source((mirror / "trec" / name).as_uri(), None))
+        monkeypatch.setitem(text.TREC_SOURCES, name, pinned(mirror / "trec" / name))
     with zipfile.ZipFile(mirror / "glove.6B.zip", "w") as archive:
         archive.writestr(f"glove.6B.{DIM}d.txt", glove_text())
-    monkeypatch.setattr(text, "GLOVE_SOURCE", text.Source((mirror / "glove.6B.zip").as_uri(), None))
+    monkeypatch.setattr(text, "GLOVE_SOURCE", pinned(mirror / "glove.6B.zip"))
     root = tmp_path / "root"
     data = load_dataset("trec6", root=root, download=True, glove=f"glove/glove.6B.{DIM}d.txt", embed_dim=DIM)
     assert data.test_y.tolist() == [3, 5]
@@ -420,25 +428,55 @@ def test_trec_and_glove_download(tmp_path, monkeypatch):
     assert load_dataset("trec6", root=root, download=True, embed_dim=DIM).vocab == data.vocab  # default: the zip
 
 
+def test_unpinned_download_needs_opt_in(tmp_path, monkeypatch, file_urls):
+    """train_5500.label has no pinned hash: it is downloaded only with DISTILL_UNVERIFIED_DOWNLOADS=1."""
+    assert text.TREC_SOURCES["train_5500.label"].known_hash is None
+    mirror = tmp_path / "mirror"
+    make_trec(mirror)
+    unpinned = Remote(((mirror / "trec" / "train_5500.label").as_uri(),), None)
+    monkeypatch.setitem(text.TREC_SOURCES, "train_5500.label", unpinned)
+    root = tmp_path / "root"
+    write_glove(root / "glove" / "glove.txt")
+    monkeypatch.delenv(UNVERIFIED_ENV, raising=False)
+    with pytest.raises(UserError, match=rf"no checksum is pinned for .*train_5500.label.*{UNVERIFIED_ENV}=1"):
+        load("trec6", root, download=True)
+    assert not (root / "trec" / "train_5500.label").exists()
+    monkeypatch.setenv(UNVERIFIED_ENV, "1")
+    monkeypatch.setitem(text.TREC_SOURCES, "TREC_10.label", pinned(mirror / "trec" / "TREC_10.label"))
+    assert load("trec6", root, download=True).test_y.tolist() == [3, 5]
+
+
 @pytest.mark.parametrize("encrypted", [True, False])
-def test_unreadable_zip_members_in_downloads(tmp_path, monkeypatch, encrypted):
+def test_unreadable_zip_members_in_downloads(tmp_path, monkeypatch, file_urls, encrypted):
     glove = unreadable_zip(tmp_path / "glove.6B.zip", [f"glove.6B.{DIM}d.txt"], encrypted)
-    monkeypatch.setattr(text, "GLOVE_SOURCE", text.Source(glove.as_uri(), None))
+    monkeypatch.setattr(text, "GLOVE_SOURCE", pinned(glove))
     make_trec(tmp_path / "root")
     with pytest.raises(UserError, match=r"cannot read .*glove.6B.zip: .*(encrypted|compression method)"):
         load_dataset("trec6", root=tmp_path / "root", download=True, glove=f"glove/glove.6B.{DIM}d.txt", embed_dim=DIM)
     trees = unreadable_zip(tmp_path / "trees.zip", [f"trees/{name}" for name in text.SST_FILES], encrypted)
-    monkeypatch.setattr(text, "SST_SOURCE", text.Source(trees.as_uri(), None))
+    monkeypatch.setattr(text, "SST_SOURCE", pinned(trees))
     with pytest.raises(UserError, match=r"cannot read .*trainDevTestTrees_PTB.zip: .*(encrypted|compression method)"):
         text.ensure_sst(tmp_path / "root", download=True)
 
 
-def test_corrupt_glove_member_leaves_no_file(tmp_path, monkeypatch):
+def test_sst_download_extracts_trees(tmp_path, monkeypatch, file_urls):
+    trees = tmp_path / "trees.zip"
+    with zipfile.ZipFile(trees, "w") as zipped:
+        for name, lines in (("train.txt", SST_TRAIN), ("dev.txt", SST_TEST), ("test.txt", SST_TEST)):
+            zipped.writestr(f"trees/{name}", "\n".join(lines) + "\n")
+    monkeypatch.setattr(text, "SST_SOURCE", pinned(trees))
+    root = tmp_path / "root"
+    write_glove(root / "glove" / "glove.txt")
+    assert load("sst5", root, download=True, max_len=6).train_y.tolist() == [3, 0, 1]
+    assert sorted(path.name for path in (root / "sst").iterdir()) == sorted(text.SST_FILES)
+
+
+def test_corrupt_glove_member_leaves_no_file(tmp_path, monkeypatch, file_urls):
     archive = tmp_path / "glove.6B.zip"
     with zipfile.ZipFile(archive, "w") as zipped:  # stored, so a changed byte fails only the CRC check at the end
         zipped.writestr(f"glove.6B.{DIM}d.txt", glove_text())
     archive.write_bytes(archive.read_bytes().replace(b"movie", b"mouse", 1))
-    monkeypatch.setattr(text, "GLOVE_SOURCE", text.Source(archive.as_uri(), None))
+    monkeypatch.setattr(text, "GLOVE_SOURCE", pinned(archive))
     root = tmp_path / "root"
     make_trec(root)
     with pytest.raises(UserError, match="cannot read .*glove.6B.zip: Bad CRC-32"):
@@ -446,7 +484,7 @@ def test_corrupt_glove_member_leaves_no_file(tmp_path, monkeypatch):
     assert sorted(path.name for path in (root / "glove").iterdir()) == ["glove.6B.zip"]
 
 
-def test_imdb_download_verifies_md5(tmp_path, monkeypatch):
+def test_imdb_download_verifies_its_hash(tmp_path, monkeypatch, file_urls):
     source = tmp_path / "source"
     make_imdb(source)
     archive = tmp_path / "aclImdb_v1.tar.gz"
@@ -454,9 +492,9 @@ def test_imdb_download_verifies_md5(tmp_path, monkeypatch):
         tar.add(source / "aclImdb", arcname="aclImdb")
     root = tmp_path / "root"
     write_glove(root / "glove" / "glove.txt")
-    monkeypatch.setattr(text, "IMDB_SOURCE", text.Source(archive.as_uri(), "0" * 32))
-    with pytest.raises(UserError, match="checksum mismatch"):
+    monkeypatch.setattr(text, "IMDB_SOURCE", Remote((archive.as_uri(),), "md5:" + "0" * 32))
+    with pytest.raises(UserError, match="could not download aclImdb_v1.tar.gz .*MD5 hash .*does not match"):
         load("imdb", root, download=True)
-    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
-    monkeypatch.setattr(text, "IMDB_SOURCE", text.Source(archive.as_uri(), md5))
+    assert sorted(path.name for path in root.iterdir()) == ["glove"]
+    monkeypatch.setattr(text, "IMDB_SOURCE", pinned(archive))
     assert load("imdb", root, download=True).train_y.tolist() == [0, 0, 1]

@@ -32,7 +32,7 @@ import numpy as np
 from sklearn.datasets import load_digits, load_svmlight_file
 from sklearn.model_selection import train_test_split
 
-from distill.datasets.download import extract_tar, fetch_first
+from distill.datasets.download import Remote, extract_tar, fetch
 from distill.datasets.matlab import read_mat
 from distill.datasets.pickles import PICKLE_ERRORS, load_pickle
 from distill.errors import UserError
@@ -63,14 +63,6 @@ class ImageArrays:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_names: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Remote:
-    """Where a file can be downloaded from (mirrors, tried in order) and its md5."""
-
-    urls: tuple[str, ...]
-    md5: str
 
 
 def missing_error(dataset: str, path: Path) -> UserError:
@@ -113,7 +105,7 @@ def ensure_file(dataset: str, path: Path, remote: Remote, download: bool) -> Pat
     if not path.is_file():
         if not download:
             raise missing_error(dataset, path)
-        fetch_first(remote.urls, path, remote.md5)
+        fetch(remote, path)
     return path
 
 
@@ -177,12 +169,12 @@ def read_bytes(path: Path) -> bytes:
 
 @dataclass(frozen=True)
 class IdxSpec:
-    """An MNIST-like dataset: its folder under root, mirrors, the .gz md5s, constants."""
+    """An MNIST-like dataset: its folder under root, mirrors, the pinned hashes of the .gz files, constants."""
 
     name: str
     folder: str
     mirrors: tuple[str, ...]
-    md5: dict[str, str]
+    hashes: dict[str, str]
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_names: tuple[str, ...]
@@ -192,11 +184,11 @@ MNIST = IdxSpec(
     name="mnist",
     folder="MNIST",
     mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
-    md5={
-        "train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
-        "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
-        "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c",
+    hashes={
+        "train-images-idx3-ubyte": "md5:f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte": "md5:d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte": "md5:9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte": "md5:ec29112dd5afa0611ce80d1b7f02629c",
     },
     mean=(0.1307,),
     std=(0.3081,),
@@ -207,11 +199,11 @@ FASHION_MNIST = IdxSpec(
     name="fashion_mnist",
     folder="FashionMNIST",
     mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-    md5={
-        "train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-        "train-labels-idx1-ubyte": "25c81989df183df01b3e8a0aad5dffbe",
-        "t10k-images-idx3-ubyte": "bef4ecab320f06d8554ea6380940ec79",
-        "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310",
+    hashes={
+        "train-images-idx3-ubyte": "md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte": "md5:25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte": "md5:bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte": "md5:bb300cfdad3c16e7a12a480ee83cd310",
     },
     mean=(0.2860,),
     std=(0.3530,),
@@ -224,7 +216,7 @@ def idx_file(spec: IdxSpec, raw: Path, stem: str, download: bool) -> Path:
     plain = raw / stem
     if plain.is_file():
         return plain
-    remote = Remote(tuple(f"{mirror}{stem}.gz" for mirror in spec.mirrors), spec.md5[stem])
+    remote = Remote(tuple(f"{mirror}{stem}.gz" for mirror in spec.mirrors), spec.hashes[stem])
     return ensure_file(spec.name, raw / f"{stem}.gz", remote, download)
 
 
@@ -291,7 +283,9 @@ CIFAR10 = CifarSpec(
     names_key="label_names",
     num_classes=10,
     archive="cifar-10-python.tar.gz",
-    remote=Remote(("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",), "c58f30108f718f92721af3b95e74349a"),
+    remote=Remote(
+        ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",), "md5:c58f30108f718f92721af3b95e74349a"
+    ),
     mean=(0.4914, 0.4822, 0.4465),
     std=(0.2023, 0.1994, 0.2010),
 )
@@ -306,7 +300,9 @@ CIFAR100 = CifarSpec(
     names_key="fine_label_names",
     num_classes=100,
     archive="cifar-100-python.tar.gz",
-    remote=Remote(("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",), "eb9058c3a382ffc7106e4002c42a8d85"),
+    remote=Remote(
+        ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",), "md5:eb9058c3a382ffc7106e4002c42a8d85"
+    ),
     mean=(0.5071, 0.4865, 0.4409),
     std=(0.2673, 0.2564, 0.2762),
 )
@@ -398,8 +394,10 @@ def read_cifar100(root: Path, download: bool) -> ImageArrays:
 
 SVHN_FOLDER = "SVHN"
 SVHN_FILES = {
-    "train": Remote(("http://ufldl.stanford.edu/housenumbers/train_32x32.mat",), "e26dedcc434d2e4c54c9b2d4a06d8373"),
-    "test": Remote(("http://ufldl.stanford.edu/housenumbers/test_32x32.mat",), "eb5a983be6a315427106f1b164d9cef3"),
+    "train": Remote(
+        ("http://ufldl.stanford.edu/housenumbers/train_32x32.mat",), "md5:e26dedcc434d2e4c54c9b2d4a06d8373"
+    ),
+    "test": Remote(("http://ufldl.stanford.edu/housenumbers/test_32x32.mat",), "md5:eb5a983be6a315427106f1b164d9cef3"),
 }
 SVHN_MEAN = (0.4377, 0.4438, 0.4728)
 SVHN_STD = (0.1980, 0.2010, 0.1970)
@@ -441,11 +439,11 @@ USPS_SIDE = 16
 USPS_FILES = {
     "usps.bz2": Remote(
         ("https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/multiclass/usps.bz2",),
-        "ec16c51db3855ca6c91edd34d0e9b197",
+        "md5:ec16c51db3855ca6c91edd34d0e9b197",
     ),
     "usps.t.bz2": Remote(
         ("https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/multiclass/usps.t.bz2",),
-        "8ea070ee2aca1ac39742fdd1ef5ed118",
+        "md5:8ea070ee2aca1ac39742fdd1ef5ed118",
     ),
 }
 USPS_MEAN = (0.2469,)
