@@ -38,13 +38,40 @@ class Section(BaseModel):
 
 
 class DatasetConfig(BaseModel):
-    """``name``, ``root``, ``download`` and the dataset's own options (text datasets:
-    ``glove``, ``embed_dim``, ``max_len``, ``max_vocab``, ...), passed through."""
+    """The dataset: ``name``, ``root`` and ``download``, plus the dataset's own options, which
+    pass through to its reader unchecked here (the reader refuses an option it does not take).
+
+    Image datasets (``digits``, ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``,
+    ``svhn``, ``usps``) take ``resize`` (a side ``s`` or ``[h, w]``: resampled bilinearly once
+    at load time, antialiased when shrinking) and ``channels`` (1 or 3: ``1 → 3`` repeats the
+    grey channel, ``3 → 1`` takes the luma ``0.299 R + 0.587 G + 0.114 B``); both default to
+    keeping the files' own size and channels.
+
+    Text datasets (``imdb``, ``sst5``, ``trec6``, ``trec50``) take ``glove``
+    (``glove/glove.6B.zip``: the GloVe file, ``.txt``, ``.txt.gz`` or the 6B ``.zip``,
+    relative to ``root``), ``glove_member`` (the file of a ``.zip`` to read; none: the one
+    ending in ``.<embed_dim>d.txt``),
+    ``embed_dim`` (50: its dimension), ``max_len`` (400: sentences are padded or truncated to
+    this many tokens), ``max_vocab`` (none: the vocabulary cap, at least 2), ``min_freq`` (1:
+    the fewest training occurrences of a vocabulary word), ``missing`` (``zero``: the vector of
+    a word GloVe lacks, ``zero`` or ``random`` N(0, 0.1²)) and ``seed`` (0: the seed of those
+    ``random`` vectors)."""
 
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
-    name: str = "digits"
-    root: str = "data"
-    download: bool = False
+    name: str = Field(
+        "digits",
+        description="images: `digits` (scikit-learn's 8×8 digits, bundled), `mnist`, `fashion_mnist`, `cifar10`, "
+        "`cifar100`, `svhn`, `usps`; text: `imdb` (`aclImdb/`), `sst5` (`sst/*.txt` PTB trees), `trec6`, `trec50` "
+        "(`trec/*.label`)",
+    )
+    root: str = Field(
+        "data",
+        description="folder holding the files in torchvision's layout (`MNIST/raw/…`, `cifar-10-batches-py/`, "
+        "`SVHN/*.mat`, `USPS/usps.bz2`); a relative path is relative to the directory `distill` is started from",
+    )
+    download: bool = Field(
+        False, description="fetch missing files from the canonical sources (checked against their checksum where one is known)"
+    )
 
     @property
     def options(self) -> dict[str, Any]:
@@ -52,10 +79,23 @@ class DatasetConfig(BaseModel):
 
 
 class ModelConfig(BaseModel):
-    """``name`` and the architecture's own options (e.g. ``hidden`` for mlp), passed through."""
+    """The architecture: ``name`` and the architecture's own options, passed through to it (an
+    option it does not take is an error that names the closest one).
+
+    ``lenet`` and ``alexcifarnet`` take no options; ``convnet``: ``width`` (128), ``depth`` (3),
+    ``norm`` (``instance``, ``batch`` or ``none``); ``mlp``: ``hidden`` (``[100, 100]``; ``[]``
+    is a linear classifier); ``textcnn``: ``widths`` (``[3, 4, 5]``: filter widths), ``maps``
+    (100: feature maps per width); ``textlstm``: ``hidden`` (100), ``layers`` (1);
+    ``resnet18``: ``width`` (64: channels of the stem; the stages have ``w, 2w, 4w, 8w``),
+    ``norm`` (``group``, or ``batch``: batch statistics), ``groups`` (32: a ``C``-channel
+    GroupNorm has ``gcd(groups, C)`` groups)."""
 
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
-    name: str = "lenet"
+    name: str = Field(
+        "lenet",
+        description="`lenet`, `alexcifarnet`, `convnet`, `mlp`, `resnet18` (CIFAR-style stem) for images; "
+        "`textcnn`, `textlstm` for text",
+    )
 
     @property
     def options(self) -> dict[str, Any]:
@@ -63,12 +103,34 @@ class ModelConfig(BaseModel):
 
 
 class InitConfig(Section):
-    kind: Literal["fixed", "random", "pretrained_fixed", "pretrained_random"] = "fixed"
-    scheme: Literal[SCHEMES] = "xavier"  # type: ignore[valid-type]
-    gain: Number = Field(1.0, ge=0)
-    pool: str | None = None  # pretrained_*: the pool file written by `distill pretrain`
-    train_networks: PositiveInt | None = None  # pretrained_random: the pool's first N train, the rest are held out
-    network: Integer = Field(0, ge=0)  # pretrained_fixed: which network of the pool
+    """The distribution ``p(θ₀)`` of the initial weights the data is learned for, and how the
+    evaluation's networks are drawn."""
+
+    kind: Literal["fixed", "random", "pretrained_fixed", "pretrained_random"] = Field(
+        "fixed",
+        description="`fixed`: one initial network, drawn once and stored in the checkpoint (and evaluated); "
+        "`random`: `outer.models_per_iteration` fresh networks every iteration, and evaluation trains unseen ones; "
+        "`pretrained_fixed`: network `init.network` of the pool `init.pool`; `pretrained_random`: every iteration "
+        "draws networks among the pool's first `init.train_networks`, and evaluation fine-tunes the rest",
+    )
+    scheme: Literal[SCHEMES] = Field(  # type: ignore[valid-type]
+        "xavier",
+        description="how initial weights are drawn (also the networks of evaluations and baselines): `xavier`, "
+        "`xavier_uniform`, `kaiming`, `normal`, `orthogonal`, `default` (PyTorch's); biases start at 0",
+    )
+    gain: Number = Field(
+        1.0, ge=0, description="gain (`xavier`, `xavier_uniform`, `orthogonal`), std (`normal`) or negative slope (`kaiming`)"
+    )
+    pool: str | None = Field(
+        None,
+        description="`pretrained_*` only, and needed by them: the pool file written by `distill pretrain`",
+    )
+    train_networks: PositiveInt | None = Field(
+        None,
+        description="`pretrained_random` only, and needed by it: the pool's first N networks train, "
+        "the others are held out for evaluation (at least one must be)",
+    )
+    network: Integer = Field(0, ge=0, description="`pretrained_fixed`: which network of the pool")
 
     @model_validator(mode="after")
     def _pool_for_pretrained(self) -> "InitConfig":
@@ -82,17 +144,47 @@ class InitConfig(Section):
 
 
 class SyntheticConfig(Section):
-    n: PositiveInt = 100
-    steps: PositiveInt = 10
-    epochs: PositiveInt = 3
-    lr_init: Number = Field(0.02, gt=0, le=MAX_LR)
-    data_init: Literal["normal", "real"] = "real"
-    labels: Literal["hard", "learned"] = "hard"
-    label_init: Literal["one_hot", "smoothed", "normal", "file"] = "one_hot"
-    label_smoothing: Number = Field(0.1, ge=0, le=1)
-    label_file: str | None = None
-    label_softmax: bool = False
-    freeze_data: bool = False
+    """The distilled set: ``n`` samples in ``steps`` gradient steps of ``n / steps`` samples,
+    repeated for ``epochs`` passes (``T = steps × epochs`` learned learning rates), their
+    labels (fixed or learned) and how they start."""
+
+    n: PositiveInt = Field(
+        100,
+        description="number of synthetic samples, a multiple of `steps` (hard labels: sample `i` has class "
+        "`i mod C`; with learned labels `n` may be smaller than the number of classes)",
+    )
+    steps: PositiveInt = Field(10, description="gradient steps `S` of the inner loop; each uses `n / S` samples")
+    epochs: PositiveInt = Field(3, description="passes over the `S` steps; `T = S × epochs` learning rates")
+    lr_init: Number = Field(0.02, gt=0, le=MAX_LR, description="initial learning rate of every step")
+    data_init: Literal["normal", "real"] = Field(
+        "real", description="`normal`: N(0, 1); `real`: random real training samples of each sample's class"
+    )
+    labels: Literal["hard", "learned"] = Field(
+        "hard",
+        description="`hard`: fixed class indices; `learned`: a real-valued label vector per sample, learned with "
+        "the data (soft labels, Sucholutsky & Schonlau)",
+    )
+    label_init: Literal["one_hot", "smoothed", "normal", "file"] = Field(
+        "one_hot",
+        description="learned labels start `one_hot`, `smoothed` (`(1 − ε)·onehot + ε/C`), `normal` (N(0, 1)) "
+        "or from `label_file`; anything but `one_hot` needs `labels: learned`",
+    )
+    label_smoothing: Number = Field(
+        0.1, ge=0, le=1, description="`ε` of `smoothed` (and of `one_hot` under `label_softmax`)"
+    )
+    label_file: str | None = Field(
+        None,
+        description="`label_init: file` only, and needed by it: `labels.csv` of an earlier run, or a `.pt` file "
+        "holding an [n, C] tensor",
+    )
+    label_softmax: bool = Field(
+        False,
+        description="learned labels: train against `softmax(labels)` instead of the label values as given; "
+        "`one_hot` and `smoothed` labels then start as the logits `log((1 − ε)·onehot + ε/C)`",
+    )
+    freeze_data: bool = Field(
+        False, description="learned labels: learn only the labels and learning rates, keep the data as initialised"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "SyntheticConfig":
@@ -108,16 +200,40 @@ class SyntheticConfig(Section):
 
 
 class OuterConfig(Section):
-    epochs: PositiveFloat = 400
-    batch_size: PositiveInt = 1437  # all of digits' training images (a larger batch is capped at the training set)
-    lr: PositiveFloat = 0.02
-    label_lr: PositiveFloat | None = None  # Adam's lr for learned labels (None: lr)
-    betas: tuple[Number, Number] = (0.5, 0.999)
-    decay_epochs: PositiveFloat = 100
-    decay_factor: PositiveFloat = 0.5
-    models_per_iteration: Networks = 1
-    backgrad: Literal[BACKGRAD_MODES] = "stored"  # type: ignore[valid-type]
-    clip_grad_norm: PositiveFloat | None = None  # rescale the back-gradient to at most this total norm (None: never)
+    """The outer loop: Adam on the synthetic data, labels and raw learning rates, against
+    minibatches of real training data, with a step decay of its learning rate. The default
+    ``batch_size``, 1437, is all of digits' training images."""
+
+    epochs: PositiveFloat = Field(
+        400, description="passes over the real training set (iterations: `⌈epochs × ⌊N / batch_size⌋⌉`)"
+    )
+    batch_size: PositiveInt = Field(
+        1437,
+        description="real samples per outer iteration (a larger batch is capped at the training set)",
+    )
+    lr: PositiveFloat = Field(0.02, description="Adam's learning rate for the synthetic data and learning rates")
+    label_lr: PositiveFloat | None = Field(
+        None,
+        description="Adam's learning rate for learned labels (a group of its own, decayed with the others; "
+        "null: `lr`); `outer.label_lr` needs `synthetic.labels: learned` (a continual memory's labels are fixed)",
+    )
+    betas: tuple[Number, Number] = Field((0.5, 0.999), description="Adam's betas, each in [0, 1)")
+    decay_epochs: PositiveFloat = Field(100, description="epochs between decays of Adam's learning rate")
+    decay_factor: PositiveFloat = Field(0.5, description="factor of each decay")
+    models_per_iteration: Networks = Field(
+        1, description="`K`, initial networks per iteration (a fixed initialisation uses its one network)"
+    )
+    backgrad: Literal[BACKGRAD_MODES] = Field(  # type: ignore[valid-type]
+        "stored",
+        description="how the reverse pass gets each step's graph: `stored` keeps every step's double-backward "
+        "graph (fastest); `recompute` keeps only the weights and rebuilds one step at a time (less memory); "
+        "both give the same numbers",
+    )
+    clip_grad_norm: PositiveFloat | None = Field(
+        None,
+        description="rescale the back-gradient `g` (data, raw learning rates and labels together) to "
+        "`g · min(1, c/‖g‖₂)` before the Adam step (null: never)",
+    )
 
     @model_validator(mode="after")
     def _betas_in_range(self) -> "OuterConfig":
@@ -127,12 +243,26 @@ class OuterConfig(Section):
 
 
 class EvalConfig(Section):
-    models: Networks = 200
-    every: Integer = Field(0, ge=0)
-    models_during: Networks = 10
-    batch_size: PositiveInt = 2048
-    select: Literal["last", "best_train"] = "last"
-    select_samples: PositiveInt = 10000
+    """How the distilled data is evaluated: networks trained on it and tested on the test
+    split, at the end and, optionally, during training."""
+
+    models: Networks = Field(
+        200,
+        description="networks trained on the final data and tested (random init: fresh held-out draws; "
+        "fixed init: the one fixed network; pretrained_random: the pool's held-out networks, at most this many)",
+    )
+    every: Integer = Field(0, ge=0, description="evaluate every N outer iterations (0: only at the end)")
+    models_during: Networks = Field(10, description="networks of each periodic evaluation")
+    batch_size: PositiveInt = Field(2048, description="test samples per forward pass")
+    select: Literal["last", "best_train"] = Field(
+        "last",
+        description="which data the run ends with: `last`, or `best_train`: of the periodic evaluations (which it "
+        "needs, `every` > 0; plus one at the last iteration) the data whose networks scored best on "
+        "`select_samples` real *training* samples (the test split plays no part in the choice)",
+    )
+    select_samples: PositiveInt = Field(
+        10000, description="training samples `best_train` scores on (a fixed seeded draw)"
+    )
 
     @model_validator(mode="after")
     def _selection_needs_evaluations(self) -> "EvalConfig":
@@ -142,49 +272,69 @@ class EvalConfig(Section):
 
 
 class RunConfig(Section):
-    log_every: PositiveInt = 10
-    checkpoint_every: PositiveInt = 100
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    progress: bool = True
+    """Logging, checkpoints and the device."""
+
+    log_every: PositiveInt = Field(10, description="outer iterations between rows of `log.csv`")
+    checkpoint_every: PositiveInt = Field(100, description="outer iterations between checkpoints")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto` (CUDA when available), `cpu`, `cuda`")
+    progress: bool = Field(True, description="show a tqdm progress bar")
 
 
 class PretrainConfig(Section):
     """``distill pretrain``: ``networks`` networks trained on the source ``dataset`` (the
-    config's own dataset when omitted), ``models_at_once`` at a time with ``vmap``."""
+    config's own dataset when omitted), ``models_at_once`` at a time with ``vmap``, to make
+    the pool of a ``pretrained_*`` initialisation."""
 
-    dataset: DatasetConfig | None = None
-    networks: Networks = 20
-    models_at_once: Networks = 10
-    epochs: PositiveInt = 10
-    batch_size: PositiveInt = 64
-    optimizer: Literal["sgd", "adam"] = "adam"
-    lr: PositiveFloat = 0.001
-    momentum: Number = Field(0.0, ge=0, lt=1)
-    weight_decay: Number = Field(0.0, ge=0)
+    dataset: DatasetConfig | None = Field(
+        None,
+        description="the source dataset, with the keys of `dataset` (and their defaults, not the config's "
+        "`dataset` values); null: the config's own `dataset`",
+    )
+    networks: Networks = Field(20, description="networks in the pool")
+    models_at_once: Networks = Field(10, description="networks trained at once, as one stacked tensor")
+    epochs: PositiveInt = Field(10, description="passes over the source training set")
+    batch_size: PositiveInt = Field(64, description="minibatch size (the last batch of a pass may be smaller)")
+    optimizer: Literal["sgd", "adam"] = Field("adam", description="`sgd` (plain, or with `momentum`) or `adam`")
+    lr: PositiveFloat = Field(0.001, description="the optimizer's learning rate")
+    momentum: Number = Field(0.0, ge=0, lt=1, description="SGD's momentum")
+    weight_decay: Number = Field(0.0, ge=0, description="the optimizer's weight decay")
 
 
 class BaselineConfig(Section):
     """The baselines of ``distill baseline`` (Wang et al. Sec. 4): how many random sets, the
     (learning rate, epochs) grid, and the cheap search that picks its best cell."""
 
-    sets: Networks = 10
-    candidates: Networks = 50
-    keep: Number = Field(0.2, gt=0, le=1)
-    lrs: list[PositiveFloat] = Field(list(LR_GRID), min_length=1)
-    epochs: list[PositiveInt] = Field([1, 3, 5], min_length=1)
-    search_models: Networks = 10
-    search_samples: PositiveInt = 2000
-    memory: Literal[MEMORIES] = "random_real"  # type: ignore[valid-type]
-    distilled_run: str | None = None
+    sets: Networks = Field(10, description="random sets (`random_real`, `kmeans`, and the `knn` memories)")
+    candidates: Networks = Field(50, description="`optimized_real`: random sets sampled")
+    keep: Number = Field(0.2, gt=0, le=1, description="`optimized_real`: the fraction of candidates kept, best first")
+    lrs: list[PositiveFloat] = Field(
+        list(LR_GRID), min_length=1, description="the grid's constant learning rates"
+    )
+    epochs: list[PositiveInt] = Field(
+        [1, 3, 5], min_length=1, description="the grid's epoch counts (plus the distilled set's own `synthetic.epochs`)"
+    )
+    search_models: Networks = Field(10, description="networks that score each grid cell")
+    search_samples: PositiveInt = Field(
+        2000, description="held-out training samples that score each grid cell (at most a fifth of the training set)"
+    )
+    memory: Literal[MEMORIES] = Field(  # type: ignore[valid-type]
+        "random_real", description="`knn`'s memory: `random_real` or `kmeans`"
+    )
+    distilled_run: str | None = Field(
+        None,
+        description="a distillation run directory whose learned learning rates (from its `metrics.json`) join the grid",
+    )
 
 
 class FullTrainConfig(Section):
     """``distill train``: the model trained on the whole training set (Adam), for the distillation ratio."""
 
-    epochs: PositiveInt = 5
-    lr: PositiveFloat = 1e-3
-    batch_size: PositiveInt = 128
-    cache: str = "runs/full_data.json"
+    epochs: PositiveInt = Field(5, description="passes over the training set")
+    lr: PositiveFloat = Field(1e-3, description="Adam's learning rate")
+    batch_size: PositiveInt = Field(128, description="minibatch size")
+    cache: str = Field(
+        "runs/full_data.json", description="the file where `distill train` keeps its results, by dataset, model and seed"
+    )
 
 
 class StreamConfig(Section):
@@ -192,37 +342,69 @@ class StreamConfig(Section):
     ``samples_per_task`` images per task; split streams cut the classes into ``tasks``
     groups of ``classes_per_task`` (and keep at most ``samples_per_task`` samples)."""
 
-    name: str = "permuted_digits"
-    tasks: PositiveInt = 5
-    samples_per_task: PositiveInt | None = 200
-    classes_per_task: PositiveInt | None = None
+    name: str = Field(
+        "permuted_digits",
+        description="`permuted_mnist`, `permuted_digits` (every task a fixed random pixel permutation) or "
+        "`split_cifar100` (every task its own classes)",
+    )
+    tasks: PositiveInt = Field(5, description="number of tasks")
+    samples_per_task: PositiveInt | None = Field(
+        200,
+        description="training samples per task (permuted streams need it; split streams: at most this many, "
+        "null: all of the task's)",
+    )
+    classes_per_task: PositiveInt | None = Field(
+        None,
+        description="split streams only, and needed by them: classes per task (`tasks × classes_per_task` must "
+        "equal the dataset's classes)",
+    )
 
 
 class MemoryDistillConfig(Section):
     """How a task's training data is distilled into its memory (``memory: distilled``):
     ``memory_per_task`` samples in ``steps`` steps for ``epochs`` epochs, from random
-    initial weights (``init.scheme``), with the outer loop's settings."""
+    initial weights (``init.scheme``, ``init.gain``), with the outer loop's settings."""
 
-    steps: PositiveInt = 1
-    epochs: PositiveInt = 3
-    lr_init: Number = Field(0.02, gt=0, le=MAX_LR)
-    data_init: Literal["normal", "real"] = "real"
-    outer: OuterConfig = OuterConfig(epochs=100, batch_size=1000, lr=0.01, decay_epochs=50, models_per_iteration=4)
+    steps: PositiveInt = Field(1, description="gradient steps; `memory_per_task` must be a multiple of them")
+    epochs: PositiveInt = Field(3, description="passes over the steps")
+    lr_init: Number = Field(0.02, gt=0, le=MAX_LR, description="initial learning rate of every step")
+    data_init: Literal["normal", "real"] = Field(
+        "real", description="`normal`: N(0, 1); `real`: random real samples of the task"
+    )
+    outer: OuterConfig = Field(
+        OuterConfig(epochs=100, batch_size=1000, lr=0.01, decay_epochs=50, models_per_iteration=4),
+        description="the distillation's outer loop: the keys of `outer`, with their own defaults",
+    )
 
 
 class ContinualConfig(Section):
-    """``method: continual``: a learner trained on a stream of tasks (GEM, EWC, plain)."""
+    """``method: continual``: a learner trained on a stream of tasks (GEM, EWC, plain). The
+    model, ``seed``, ``init.scheme`` and ``init.gain`` (the learner's initial weights, and
+    those of a memory's distillation), ``dataset.root``, ``dataset.download``,
+    ``eval.batch_size``, ``run.device`` and ``run.progress`` come from the usual sections;
+    ``dataset.name`` (the stream names its dataset), ``synthetic``, ``outer`` and
+    ``eval.models`` are not used."""
 
-    stream: StreamConfig = StreamConfig()
-    learner: Literal["single", "ewc", "gem"] = "gem"
-    memory: Literal["real", "distilled"] = "real"
-    memory_per_task: PositiveInt = 10
-    memory_strength: Number = Field(0.5, ge=0)
-    ewc_lambda: Number = Field(1.0, ge=0)
-    epochs: PositiveInt = 1
-    lr: PositiveFloat = 0.1
-    batch_size: PositiveInt = 10
-    distill: MemoryDistillConfig = MemoryDistillConfig()
+    stream: StreamConfig = Field(StreamConfig(), description="the task stream")
+    learner: Literal["single", "ewc", "gem"] = Field(
+        "gem", description="`single` (plain SGD fine-tuning), `ewc` (elastic weight consolidation) or `gem`"
+    )
+    memory: Literal["real", "distilled"] = Field(
+        "real", description="GEM's episodic memory: random `real` samples of each task, or `distilled` ones (GEM only)"
+    )
+    memory_per_task: PositiveInt = Field(10, description="memory samples per task")
+    memory_strength: Number = Field(0.5, ge=0, description="GEM's margin (`v ≥ margin` in the dual QP)")
+    ewc_lambda: Number = Field(
+        1.0,
+        ge=0,
+        description="EWC's λ (with SGD, `lr·λ·Σ_k F_k` beyond about 2 diverges: λ = 10 did on permuted MNIST)",
+    )
+    epochs: PositiveInt = Field(1, description="SGD passes over each task")
+    lr: PositiveFloat = Field(0.1, description="SGD's learning rate")
+    batch_size: PositiveInt = Field(10, description="SGD's minibatch size")
+    distill: MemoryDistillConfig = Field(
+        MemoryDistillConfig(), description="how a distilled memory is distilled (`memory: distilled`)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "ContinualConfig":
@@ -236,19 +418,31 @@ class ContinualConfig(Section):
 
 
 class Config(Section):
-    method: Literal[("distill", "continual", *BASELINES)] = "distill"  # type: ignore[valid-type]
-    seed: Integer = Field(0, ge=0, lt=2**32)
-    dataset: DatasetConfig = DatasetConfig()
-    model: ModelConfig = ModelConfig()
-    init: InitConfig = InitConfig()
-    synthetic: SyntheticConfig = SyntheticConfig()
-    outer: OuterConfig = OuterConfig()
-    eval: EvalConfig = EvalConfig()
-    run: RunConfig = RunConfig()
-    pretrain: PretrainConfig = PretrainConfig()
-    baseline: BaselineConfig = BaselineConfig()
-    train: FullTrainConfig = FullTrainConfig()
-    continual: ContinualConfig | None = None
+    """The whole experiment. Every key has a default; a config file names only what it
+    changes, and an unknown key is an error that names the closest valid key."""
+
+    method: Literal[("distill", "continual", *BASELINES)] = Field(  # type: ignore[valid-type]
+        "distill",
+        description="`distill` (the bilevel method of Wang et al.), `continual` (a task stream with GEM/EWC; "
+        "see `continual`) or a baseline (`random_real`, `optimized_real`, `kmeans`, `average_real`, `knn`; see "
+        "`baseline`)",
+    )
+    seed: Integer = Field(
+        0, ge=0, lt=2**32, description="seeds every random stream (data init, initial weights, batches)"
+    )
+    dataset: DatasetConfig = Field(DatasetConfig(), description="the dataset and its options")
+    model: ModelConfig = Field(ModelConfig(), description="the architecture and its options")
+    init: InitConfig = Field(InitConfig(), description="the initial weights")
+    synthetic: SyntheticConfig = Field(SyntheticConfig(), description="the distilled set")
+    outer: OuterConfig = Field(OuterConfig(), description="the outer loop of `distill`")
+    eval: EvalConfig = Field(EvalConfig(), description="the evaluation")
+    run: RunConfig = Field(RunConfig(), description="logging, checkpoints and the device")
+    pretrain: PretrainConfig = Field(PretrainConfig(), description="`distill pretrain`")
+    baseline: BaselineConfig = Field(BaselineConfig(), description="the baselines")
+    train: FullTrainConfig = Field(FullTrainConfig(), description="`distill train` (full-data training)")
+    continual: ContinualConfig | None = Field(
+        None, description="`method: continual` only (null: its defaults with `method: continual`)"
+    )
 
     def fingerprint(self) -> str:
         """A short hash of every setting: a checkpoint records the one of the run that wrote it."""
