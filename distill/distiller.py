@@ -90,6 +90,14 @@ class OuterSettings:
     progress: bool = False
     fingerprint: str = ""  # of the settings that wrote a checkpoint; a resume must match it
 
+    OUTER_FIELDS = ("epochs", "batch_size", "lr", "label_lr", "betas", "decay_epochs", "decay_factor",
+                    "models_per_iteration", "backgrad", "clip_grad_norm")
+
+    @classmethod
+    def of(cls, outer, **rest) -> "OuterSettings":
+        """Settings from an ``outer:`` section (any object with the ``OUTER_FIELDS``) and ``rest``."""
+        return cls(**{name: getattr(outer, name) for name in cls.OUTER_FIELDS}, **rest)
+
 
 class InMemoryRun:
     """The engine's record of a run kept in memory (``distill(..., run=None)``): the log rows

@@ -32,11 +32,7 @@ def memory_settings(config: Config, seed: int) -> OuterSettings:
     """The outer loop that distills one task into its memory: ``continual.distill.outer``,
     checkpointed only at its end (the continual run checkpoints after every task)."""
     outer, memory = config.continual.distill.outer, config.continual.distill
-    settings = OuterSettings(
-        epochs=outer.epochs, batch_size=outer.batch_size, lr=outer.lr, label_lr=outer.label_lr, betas=outer.betas,
-        decay_epochs=outer.decay_epochs, decay_factor=outer.decay_factor, models_per_iteration=outer.models_per_iteration,
-        backgrad=outer.backgrad, clip_grad_norm=outer.clip_grad_norm, seed=seed, log_every=10, checkpoint_every=None,
-    )
+    settings = OuterSettings.of(outer, seed=seed, log_every=10, checkpoint_every=None)
     what = {"settings": dataclasses.asdict(settings), "memory": memory.model_dump(mode="json", exclude={"outer"}),
             "memory_per_task": config.continual.memory_per_task, "model": config.model.model_dump(mode="json"),
             "init": config.init.model_dump(mode="json")}

@@ -97,14 +97,11 @@ def last_progress(run: RunDir) -> dict[str, Any]:
 
 def outer_settings(config: Config) -> OuterSettings:
     """The outer loop's settings of a ``method: distill`` config."""
-    outer, ev, run = config.outer, config.eval, config.run
-    return OuterSettings(
-        epochs=outer.epochs, batch_size=outer.batch_size, lr=outer.lr, label_lr=outer.label_lr, betas=outer.betas,
-        decay_epochs=outer.decay_epochs, decay_factor=outer.decay_factor, models_per_iteration=outer.models_per_iteration,
-        backgrad=outer.backgrad, clip_grad_norm=outer.clip_grad_norm, learn_data=not config.synthetic.freeze_data,
-        seed=config.seed, eval_every=ev.every, models_during=ev.models_during, eval_batch_size=ev.batch_size,
-        select=ev.select, select_samples=ev.select_samples, log_every=run.log_every,
-        checkpoint_every=run.checkpoint_every, progress=run.progress, fingerprint=config.fingerprint(),
+    ev, run = config.eval, config.run
+    return OuterSettings.of(
+        config.outer, learn_data=not config.synthetic.freeze_data, seed=config.seed, eval_every=ev.every,
+        models_during=ev.models_during, eval_batch_size=ev.batch_size, select=ev.select, select_samples=ev.select_samples,
+        log_every=run.log_every, checkpoint_every=run.checkpoint_every, progress=run.progress, fingerprint=config.fingerprint(),
     )
 
 
