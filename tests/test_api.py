@@ -19,6 +19,7 @@ def digits():
     return load_dataset("digits")
 
 
+@pytest.mark.slow
 def test_fit_score_save_load(digits, tmp_path):
     d = Distiller(init="random", **QUICK).fit(digits.train_x, digits.train_y)
     assert d.data_.x.shape == (2, 10, 1, 8, 8)
@@ -30,6 +31,7 @@ def test_fit_score_save_load(digits, tmp_path):
     assert again.score(digits.test_x, digits.test_y) == accuracy
 
 
+@pytest.mark.slow
 def test_fit_learns_what_distill_run_learns(digits, tmp_path):
     """Same seed, same settings: the tensors' fit and `distill run` on digits give the same data."""
     d = Distiller(**QUICK).fit(digits.train_x, digits.train_y)

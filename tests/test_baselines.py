@@ -1,7 +1,5 @@
-"""Baselines: each selection checked against its definition, kNN against brute force, and
-``distill baseline`` end to end on the digits."""
-
-import json
+"""The baselines' math (distill.baselines): each selection checked against its definition, kNN
+against brute force, the learning-rate grid search; their run directories are tests/methods/test_baseline.py's."""
 
 import numpy as np
 import pytest
@@ -9,13 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from distill import baselines as B
-from distill.choices import BASELINES
-from distill.cli import main
 from distill.errors import UserError
 from distill.functional import FunctionalNet
 from distill.models import build_model
-
-from conftest import QUICK
 
 
 def blobs(n_per_class=30, classes=3, shape=(1, 2, 2), seed=0):
@@ -148,60 +142,3 @@ def test_per_class_needs_a_multiple_of_the_classes():
     assert B.per_class(20, 10) == 2
     with pytest.raises(UserError, match="multiple"):
         B.per_class(15, 10)
-
-
-def sets(*overrides):
-    return [arg for o in overrides for arg in ("--set", o)]
-
-
-@pytest.mark.parametrize("method", BASELINES)
-def test_baseline_command_writes_a_run_directory(method, tmp_path, capsys):
-    out = tmp_path / method
-    quick = [*QUICK, "baseline.sets=2", "baseline.candidates=4", "baseline.lrs=[0.1,0.3]", "baseline.epochs=[1]",
-             "baseline.search_models=2", "baseline.search_samples=200"]
-    assert main(["baseline", "experiments/digits.yaml", "--method", method, "-o", str(out), *sets(*quick)]) == 0
-    printed = capsys.readouterr().out
-    assert method in printed
-    metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("method", "dataset", "model", "init", "n_distilled", "steps", "epochs", "test_acc", "seconds"):
-        assert key in metrics
-    assert metrics["method"] == method and metrics["n_distilled"] == 20
-    assert (out / "config.yaml").exists()
-    if method == "knn":
-        assert metrics["test_acc"]["n"] == 2 and metrics["test_acc"]["mean"] > 0.5
-        assert len(metrics["grid"]) == len(B.KNN_GRID)
-    else:
-        assert metrics["test_acc"]["n"] == 4 and (out / "distilled.pt").exists()
-        assert {c["epochs"] for c in metrics["grid"]} == {1, 2}  # the grid and the distilled epoch count
-        # with two learning rates, every constant cell is on an edge of the grid
-        assert "learning rate" in metrics["grid_edge"] and f"note: {metrics['grid_edge']}" in printed
-    capsys.readouterr()
-    assert main(["show", str(out)]) == 0
-    shown = capsys.readouterr().out
-    assert f"{method} baseline: digits" in shown
-    assert ("note       the chosen cell is at" in shown) == (method != "knn")
-    assert main(["eval", str(out)]) == 2
-    assert "--model" in capsys.readouterr().err
-
-
-def test_run_command_runs_a_baseline_method(tmp_path, capsys):
-    out = tmp_path / "knn"
-    assert main(["run", "-o", str(out), *sets(*QUICK, "method=knn", "baseline.sets=2")]) == 0
-    assert json.loads((out / "metrics.json").read_text())["method"] == "knn"
-    out = tmp_path / "average"
-    assert main(["run", "-o", str(out), *sets(*QUICK, "method=average_real", "baseline.lrs=[0.1,0.3]", "baseline.epochs=[1]",
-                                              "baseline.search_models=2", "baseline.search_samples=200")]) == 0
-    assert "note: the chosen cell is at the" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (["--method", "kmeens"], "did you mean 'kmeans'"),
-        (["--method", "kmeans", "--set", "synthetic.n=15", "--set", "synthetic.steps=1"], "multiple"),
-        (["--method", "knn", "--set", "baseline.memory=average"], "baseline.memory"),
-    ],
-)
-def test_baseline_user_errors(argv, message, tmp_path, capsys):
-    assert main(["baseline", "experiments/digits.yaml", "-o", str(tmp_path / "o"), *argv]) == 2
-    assert message in capsys.readouterr().err

@@ -25,6 +25,7 @@ def test_run_show_eval(tmp_path, capsys):
     assert "n=3" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_resume_without_config_uses_the_runs_own(tmp_path, capsys):
     out = str(tmp_path / "run")
     assert main(["run", "-o", out, *sets(*QUICK)]) == 0

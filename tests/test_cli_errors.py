@@ -219,3 +219,15 @@ def test_bad_input_is_one_line_and_exit_code_2(case, finished, tmp_path, capsys,
     assert err.startswith("distill: error: ") and err.count("\n") == 1, err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "MARKER").exists(), "no code from a file or an argument may run"
+
+
+def test_an_unexpected_exception_keeps_its_traceback(monkeypatch):
+    """A bug is not a user error: main lets it through (with its traceback), never exit code 2."""
+    import distill.cli as cli
+
+    def broken(args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setitem(cli.COMMANDS, "show", broken)
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        main(["show", "anything"])

@@ -101,3 +101,8 @@ def test_a_config_and_its_written_yaml_have_one_fingerprint(tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
     assert load_config(tmp_path / "c.yaml").fingerprint() == config.fingerprint()
     assert load_config(None, ["seed=1"]).fingerprint() != load_config(None).fingerprint()
+
+
+def test_selection_needs_periodic_evaluations():
+    with pytest.raises(UserError, match="set eval.every > 0"):
+        load_config(None, ["eval.select=best_train"])

@@ -88,6 +88,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_distilled_data_killed_while_it_is_written_is_never_half_a_file(tmp_path):
     """SIGKILL a process that rewrites a 64 MB distilled.pt in a loop: the file under its real
     name always loads whole, and the next run in the directory removes the leftover temporary."""

@@ -7,6 +7,8 @@ import random
 import subprocess
 import sys
 
+import pytest
+
 import distill
 
 
@@ -20,6 +22,7 @@ def loaded_after(code: str) -> set[str]:
     return set(json.loads(out.splitlines()[-1]))
 
 
+@pytest.mark.slow
 def test_every_module_imports_first_in_a_fresh_interpreter_in_a_random_order():
     """A cycle shows up as an ImportError for the module that enters it first."""
     names = modules()

@@ -185,6 +185,7 @@ def test_a_run_that_fails_in_its_set_up_leaves_no_directory(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_a_run_with_another_config_is_refused(quick_config, tmp_path):
     run_experiment(quick_config(), tmp_path / "a")
     run_experiment(quick_config("seed=1"), tmp_path / "b")

@@ -16,7 +16,7 @@ import pytest
 
 from distill.cli import main
 from distill.datasets import images, load_dataset, text
-from distill.datasets.download import UNVERIFIED_ENV, Remote, fetch
+from distill.datasets.download import UNVERIFIED_ENV, Remote, extract_tar, fetch
 from distill.errors import UserError
 
 from conftest import QUICK
@@ -60,7 +60,8 @@ def server(tmp_path):
     folder.mkdir()
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(folder)))
     httpd.requests = []
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # polled often, so that shutdown() returns at once rather than after serve_forever's 0.5 s poll
+    thread = threading.Thread(target=partial(httpd.serve_forever, poll_interval=0.01), daemon=True)
     thread.start()
     yield Server(folder, f"http://127.0.0.1:{httpd.server_address[1]}/", httpd.requests)
     httpd.shutdown()
@@ -202,3 +203,10 @@ def test_pinned_trec_hash_matches_the_exact_copy():
     if not copy.is_file():
         pytest.skip(f"no copy at {copy}")
     assert text.TREC_SOURCES["TREC_10.label"].known_hash == sha256(copy.read_bytes())
+
+
+def test_extract_corrupt_tar(tmp_path):
+    archive = tmp_path / "broken.tar.gz"
+    archive.write_bytes(b"not a tar")
+    with pytest.raises(UserError, match="broken.tar.gz"):
+        extract_tar(archive, tmp_path)

@@ -1,5 +1,5 @@
-"""Comparison of runs: ratio, distillation size, the table, and the train / eval --model /
-compare commands on quick digits runs."""
+"""What ``distill show`` and ``distill compare`` print (distill.report): ratio, distillation size, the
+table, and the train / eval --model / compare commands on quick digits runs."""
 
 import json
 
@@ -38,6 +38,7 @@ def sets(*overrides):
     return [arg for o in overrides for arg in ("--set", o)]
 
 
+@pytest.mark.slow
 def test_train_eval_model_and_compare_commands(tmp_path, capsys):
     cache = f"train.cache={tmp_path / 'full.json'}"
     runs = []

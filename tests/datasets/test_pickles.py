@@ -18,7 +18,7 @@ from distill.errors import UserError
 RNG = np.random.default_rng(0)
 RECONSTRUCT = np.zeros(1).__reduce__()[0]  # numpy's _reconstruct, whatever its module
 FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]  # numpy's _frombuffer (protocol 5)
-SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar-10-batches-py"
+SHARED_CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar-10-batches-py"
 
 
 class Call:

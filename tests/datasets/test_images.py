@@ -1,4 +1,5 @@
-"""Dataset registry and readers, on the bundled digits and on tiny files written here."""
+"""The dataset registry and the image readers (distill.datasets.images), on the bundled digits
+and on tiny files written here; SVHN's .mat files are test_matlab's, resizing test_reshape's."""
 
 from __future__ import annotations
 
@@ -6,23 +7,21 @@ import bz2
 import dataclasses
 import gzip
 import hashlib
-import io
 import pickle
 import re
 import struct
 import tarfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.io
 import torch
 from sklearn.datasets import load_digits
 
-from distill.datasets import DATASETS, ArrayDataset, images, load_dataset, reshape
-from distill.datasets.download import extract_tar
+from distill.datasets import DATASETS, ArrayDataset, images, load_dataset
 from distill.errors import UserError
+
+from .util import assert_pixels, flip_byte, unnormalise
 
 RNG = np.random.default_rng(0)
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -31,17 +30,6 @@ IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-
 def sha256_of(path: Path) -> str:
     """``path``'s hash as pooch takes it."""
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def unnormalise(x: torch.Tensor, data: ArrayDataset) -> torch.Tensor:
-    shape = (1, len(data.mean), 1, 1)
-    return x * torch.tensor(data.std).view(shape) + torch.tensor(data.mean).view(shape)
-
-
-def assert_pixels(x: torch.Tensor, data: ArrayDataset, expected: np.ndarray) -> None:
-    """``x`` is ``expected`` (in [0, 1]) normalised with the dataset's constants."""
-    assert x.dtype == torch.float32
-    np.testing.assert_allclose(unnormalise(x, data).numpy(), expected, atol=1e-6)
 
 
 # --- registry -----------------------------------------------------------------------------
@@ -324,154 +312,6 @@ def test_cifar_missing_file_is_named(tmp_path):
     assert str(folder / "test_batch") in str(error.value)
 
 
-# --- SVHN -----------------------------------------------------------------------------------
-
-
-def write_svhn(path: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """A .mat with X [H, W, C, N] = [5, 4, 3, N] and y [N, 1] in 1..10; returns X and y."""
-    x = RNG.integers(0, 256, (5, 4, 3, count), dtype=np.uint8)
-    y = RNG.integers(1, 11, (count, 1)).astype(np.uint8)
-    y[0] = 10
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(path, {"X": x, "y": y})
-    return x, y
-
-
-def test_svhn(tmp_path):
-    train_x, train_y = write_svhn(tmp_path / "SVHN" / "train_32x32.mat", 6)
-    write_svhn(tmp_path / "SVHN" / "test_32x32.mat", 2)
-    data = load_dataset("svhn", root=tmp_path)
-    assert data.input_shape == (3, 5, 4) and len(data.test_y) == 2
-    expected = np.einsum("hwcn->nchw", train_x) / 255
-    assert_pixels(data.train_x, data, expected)
-    assert data.train_y[0].item() == 0
-    assert data.train_y.tolist() == [label % 10 for label in train_y[:, 0].tolist()]
-
-
-def mat_bytes(variables: dict, compress: bool = False) -> bytes:
-    buffer = io.BytesIO()
-    scipy.io.savemat(buffer, variables, do_compression=compress)
-    return buffer.getvalue()
-
-
-SVHN_X = np.zeros((5, 4, 3, 2), np.uint8)
-SVHN_Y = np.array([[1], [10]], np.uint8)
-MAT_V73 = b"MATLAB 7.3 MAT-file, Platform: GLNXA64".ljust(116) + bytes(8) + b"\x00\x02IM" + b"\x89HDF\r\n\x1a\n" + bytes(64)
-
-
-def flip_byte(data: bytes, at: int) -> bytes:
-    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
-
-
-@pytest.mark.parametrize(
-    ("content", "reason"),
-    [
-        (mat_bytes({"X": SVHN_X, "y": np.array([[1], [11]], np.uint8)}), "label 11 is not one of the classes 1..10"),
-        (mat_bytes({"X": SVHN_X, "y": np.array([[0], [1]], np.uint8)}), "label 0 is not one"),
-        (mat_bytes({"X": SVHN_X, "y": np.array([[1.5], [2.0]])}), "label 1.5 is not one"),
-        (mat_bytes({"X": SVHN_X * 0.5, "y": SVHN_Y}), "expected X as uint8 \\[H, W, 3, N\\], found float64"),
-        (mat_bytes({"X": SVHN_X[:, :, :2], "y": SVHN_Y}), "found uint8 \\(5, 4, 2, 2\\)"),
-        (mat_bytes({"X": np.array([[1, "a"]], dtype=object), "y": SVHN_Y}), "X is a cell array"),
-        (mat_bytes({"X": {"a": 1}, "y": SVHN_Y}), "X is a struct array"),
-        (mat_bytes({"X": SVHN_X, "y": "ab"}), "y is a char array"),
-        (mat_bytes({"X": SVHN_X}), "KeyError\\('y'\\)"),
-        (mat_bytes({"X": SVHN_X[:3], "y": SVHN_Y}), "test images are \\(3, 3, 4\\)"),
-        (mat_bytes({"X": SVHN_X, "y": SVHN_Y})[:100], "not an SVHN .mat file"),  # truncated header
-        (flip_byte(mat_bytes({"X": SVHN_X, "y": SVHN_Y}, compress=True), 180), "not an SVHN .mat file"),
-        (MAT_V73, "not an SVHN .mat file .*v7.3"),
-    ],
-    ids=[
-        "label 11", "label 0", "label 1.5", "float X", "two channels", "cell X", "struct X", "str y", "no y",
-        "test size", "truncated", "corrupt compressed", "v7.3",
-    ],
-)
-def test_bad_svhn_contents_name_the_file(tmp_path, content, reason):
-    write_svhn(tmp_path / "SVHN" / "train_32x32.mat", 2)
-    path = tmp_path / "SVHN" / "test_32x32.mat"
-    path.write_bytes(content)
-    with pytest.raises(UserError, match=reason) as error:
-        load_dataset("svhn", root=tmp_path)
-    assert str(path) in str(error.value)
-
-
-def mat_element(mdtype: int, data: bytes, order: str) -> bytes:
-    """A MAT v5 data element: tag, data, padding to 8 bytes."""
-    return struct.pack(f"{order}II", mdtype, len(data)) + data + bytes(-len(data) % 8)
-
-
-def mat_matrix(name: str, mxclass: int, shape: tuple[int, ...], mitype: int, data: bytes, order: str) -> bytes:
-    """An miMATRIX element as MATLAB writes one: flags (class), dimensions, name, real part."""
-    return mat_element(
-        14,
-        mat_element(6, struct.pack(f"{order}II", mxclass, 0), order)
-        + mat_element(5, struct.pack(f"{order}{len(shape)}i", *shape), order)
-        + mat_element(1, name.encode(), order)
-        + mat_element(mitype, data, order),
-        order,
-    )
-
-
-def mat_file(matrices: list[bytes], order: str, compress: bool) -> bytes:
-    """A MAT v5 file of ``matrices``, each zlib-compressed (as MATLAB's default -v7 writes) if ``compress``."""
-    header = b"MATLAB 5.0 MAT-file, written by hand".ljust(116) + bytes(8) + struct.pack(f"{order}H", 0x0100)
-    header += b"IM" if order == "<" else b"MI"
-    if compress:
-        matrices = [struct.pack(f"{order}II", 15, len(z)) + z for z in map(zlib.compress, matrices)]
-    return header + b"".join(matrices)
-
-
-MX_DOUBLE, MX_UINT8, MI_UINT8, MI_INT16 = 6, 9, 2, 3
-
-
-@pytest.mark.parametrize(("order", "compress"), [("<", True), ("<", False), (">", True)])
-def test_svhn_as_matlab_writes_it(tmp_path, order, compress):
-    """X uint8; y double, but stored in the smallest type that holds it (uint8 or int16), as MATLAB does."""
-    x = RNG.integers(0, 256, (5, 4, 3, 3), dtype=np.uint8)
-    labels = np.array([10, 1, 7], np.dtype(">i2" if order == ">" else "<i2"))
-    matrices = [
-        mat_matrix("X", MX_UINT8, x.shape, MI_UINT8, x.tobytes(order="F"), order),
-        mat_matrix("y", MX_DOUBLE, (3, 1), MI_INT16, labels.tobytes(), order),
-    ]
-    write_svhn(tmp_path / "SVHN" / "train_32x32.mat", 2)
-    (tmp_path / "SVHN" / "test_32x32.mat").write_bytes(mat_file(matrices, order, compress))
-    data = load_dataset("svhn", root=tmp_path)
-    assert data.test_y.tolist() == [0, 1, 7]
-    assert_pixels(data.test_x, data, np.einsum("hwcn->nchw", x) / 255)
-
-
-@pytest.mark.parametrize(
-    ("mitype", "payload", "reason"),
-    [
-        (48, b"\x01\x0a", "y: data of type 48"),  # scipy 1.17's loadmat reads a wild pointer here and crashes
-        (MI_UINT8, b"\x01", "y: 1 bytes of uint8 for the shape \\(2, 1\\)"),
-    ],
-)
-def test_svhn_crafted_data_element(tmp_path, mitype, payload, reason):
-    matrices = [mat_matrix("X", MX_UINT8, SVHN_X.shape, MI_UINT8, SVHN_X.tobytes(), "<"),
-                mat_matrix("y", MX_UINT8, (2, 1), mitype, payload, "<")]
-    write_svhn(tmp_path / "SVHN" / "train_32x32.mat", 2)
-    path = tmp_path / "SVHN" / "test_32x32.mat"
-    path.write_bytes(mat_file(matrices, "<", compress=False))
-    with pytest.raises(UserError, match=reason) as error:
-        load_dataset("svhn", root=tmp_path)
-    assert str(path) in str(error.value)
-
-
-def test_svhn_labels_stored_as_whole_doubles(tmp_path):
-    write_svhn(tmp_path / "SVHN" / "train_32x32.mat", 2)
-    (tmp_path / "SVHN" / "test_32x32.mat").write_bytes(mat_bytes({"X": SVHN_X, "y": np.array([[1.0], [10.0]])}))
-    assert load_dataset("svhn", root=tmp_path).test_y.tolist() == [1, 0]
-
-
-def test_corrupt_svhn_names_the_file(tmp_path):
-    write_svhn(tmp_path / "SVHN" / "train_32x32.mat", 2)
-    bad = tmp_path / "SVHN" / "test_32x32.mat"
-    bad.write_bytes(b"MATLAB? no")
-    with pytest.raises(UserError) as error:
-        load_dataset("svhn", root=tmp_path)
-    assert str(bad) in str(error.value)
-
-
 # --- USPS -------------------------------------------------------------------------------------
 
 
@@ -547,15 +387,6 @@ def test_missing_dataset_names_folder_and_download_option(tmp_path, name, looked
     assert not any(tmp_path.iterdir())
 
 
-def test_extract_corrupt_tar(tmp_path):
-    archive = tmp_path / "broken.tar.gz"
-    archive.write_bytes(b"not a tar")
-    with pytest.raises(UserError, match="broken.tar.gz"):
-        extract_tar(archive, tmp_path)
-
-
-
-
 def test_mnist_download(tmp_path, monkeypatch, file_urls):
     mirror = tmp_path / "mirror"
     arrays = make_idx_dataset(mirror, gz=True)
@@ -608,67 +439,3 @@ def test_every_image_download_has_a_pinned_hash():
     hashes = [remote.known_hash for remote in remotes]
     hashes += [h for spec in (images.MNIST, images.FASHION_MNIST) for h in spec.hashes.values()]
     assert all(re.fullmatch(r"md5:[0-9a-f]{32}|sha256:[0-9a-f]{64}", h) for h in hashes)
-
-
-# --- resize and channels ------------------------------------------------------------------
-
-
-def test_resize_is_bilinear_interpolation_of_the_pixels(digits):
-    """Against an independent bilinear formula: half-pixel centres, output pixel (i, j) of an
-    upsampling by 2 samples the source at ((i + 0.5) / 2 − 0.5, (j + 0.5) / 2 − 0.5)."""
-    big = load_dataset("digits", resize=16)
-    assert big.train_x.shape == (len(digits.train_y), 1, 16, 16) and torch.equal(big.train_y, digits.train_y)
-    assert big.mean == digits.mean and big.std == digits.std
-    src = unnormalise(digits.train_x[:5], digits)[:, 0].double().numpy()
-    coords = np.clip((np.arange(16) + 0.5) / 2 - 0.5, 0, 7)
-    lo = np.floor(coords).astype(int)
-    hi = np.minimum(lo + 1, 7)
-    w = coords - lo
-    rows = src[:, lo] * (1 - w)[None, :, None] + src[:, hi] * w[None, :, None]
-    expected = rows[:, :, lo] * (1 - w) + rows[:, :, hi] * w
-    np.testing.assert_allclose(unnormalise(big.train_x[:5], big)[:, 0].numpy(), expected, atol=1e-5)
-
-
-def test_shrinking_stays_in_range_and_a_pair_sets_height_and_width():
-    small = load_dataset("digits", resize=[4, 2])
-    assert small.test_x.shape[1:] == (1, 4, 2)
-    pixels = unnormalise(small.train_x, small)
-    assert pixels.min() >= -1e-6 and pixels.max() <= 1 + 1e-6 and pixels.max() > 0.5
-
-
-def test_grey_to_three_channels_repeats_the_grey_channel(digits):
-    rgb = load_dataset("digits", resize=28, channels=3)
-    assert rgb.input_shape == (3, 28, 28) and len(rgb.mean) == len(rgb.std) == 3
-    assert torch.equal(rgb.train_x[:, 0], rgb.train_x[:, 2])
-
-
-def test_rgb_to_grey_is_luma_normalised_with_train_statistics():
-    rng = np.random.default_rng(1)
-    pixels = rng.random((6, 3, 2, 2), dtype=np.float32)
-    arrays = images.ImageArrays(pixels, np.arange(6), pixels[:2], np.arange(2), (0.5,) * 3, (0.2,) * 3, ("a",) * 6)
-    grey = reshape.reshape_images(arrays, channels=1)
-    expected = 0.299 * pixels[:, 0] + 0.587 * pixels[:, 1] + 0.114 * pixels[:, 2]
-    np.testing.assert_allclose(grey.train_x[:, 0], expected, rtol=1e-6)
-    assert grey.mean == pytest.approx((expected.mean(),)) and grey.std == pytest.approx((expected.std(),))
-
-
-@pytest.mark.parametrize(
-    "options, message",
-    [
-        ({"resize": 0}, "dataset.resize must be a positive integer or \\[height, width\\]; got 0"),
-        ({"resize": [28]}, "dataset.resize must be"),
-        ({"channels": "rgb"}, "dataset.channels must be 1 \\(grey\\) or 3 \\(RGB\\)"),
-        ({"channels": 2}, "dataset.channels must be 1 \\(grey\\) or 3 \\(RGB\\); got 2"),
-        ({"size": 28}, "takes only the options resize, channels; got: size"),
-    ],
-)
-def test_bad_resize_and_channel_options(options, message):
-    with pytest.raises(UserError, match=message):
-        load_dataset("digits", **options)
-
-
-def test_two_channel_images_cannot_become_three():
-    arrays = images.ImageArrays(np.zeros((1, 2, 2, 2), np.float32), np.zeros(1), np.zeros((1, 2, 2, 2), np.float32),
-                                np.zeros(1), (0.5,) * 2, (0.2,) * 2, ("a",))
-    with pytest.raises(UserError, match="cannot turn 2-channel images into 3 channels"):
-        reshape.reshape_images(arrays, channels=3)

@@ -1,4 +1,5 @@
-"""Tests for distill.models: shapes, the registry's errors, and running stacked models under vmap."""
+"""The model registry (distill.models): every image model's shapes and registry errors, and
+stacked models under vmap, differentiated twice; each architecture's own layout is in its test module."""
 
 from __future__ import annotations
 
@@ -46,33 +47,6 @@ def test_logits_shape(name, options, input_shape):
 @pytest.mark.parametrize(("name", "options"), SPECS, ids=SPEC_IDS)
 def test_models_have_no_buffers(name, options):
     assert list(build_model(name, (3, 32, 32), NUM_CLASSES, **options).buffers()) == []
-
-
-def test_lenet_matches_reference_parameter_count():
-    model = build_model("lenet", (1, 28, 28), 10)
-    assert sum(p.numel() for p in model.parameters()) == 61_706
-    assert model.fc1.in_features == 16 * 5 * 5
-
-
-def test_alexcifarnet_flattens_64x8x8_for_cifar():
-    assert build_model("alexcifarnet", (3, 32, 32), 10).classifier[0].in_features == 64 * 8 * 8
-
-
-def test_convnet_options():
-    model = build_model("convnet", (3, 32, 32), 10, width=16, depth=2)
-    assert model.classifier.in_features == 16 * 8 * 8
-    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
-
-
-def test_convnet_instance_norm_is_groupnorm_per_channel():
-    norm = build_model("convnet", (3, 32, 32), 10).features[1]
-    assert isinstance(norm, torch.nn.GroupNorm) and norm.num_groups == norm.num_channels == 128
-
-
-def test_mlp_hidden_option():
-    model = build_model("mlp", (1, 8, 8), 10, hidden=[7])
-    assert [layer.out_features for layer in model.modules() if isinstance(layer, torch.nn.Linear)] == [7, 10]
-    assert build_model("mlp", (1, 8, 8), 10, hidden=[])(torch.randn(2, 1, 8, 8)).shape == (2, 10)
 
 
 @pytest.mark.parametrize("input_shape", INPUT_SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -174,37 +148,3 @@ def test_model_options_lists_defaults():
     assert model_options("lenet") == {}
     assert set(MODELS) == {"lenet", "alexcifarnet", "convnet", "mlp", "textcnn", "textlstm", "resnet18"}
     assert model_options("resnet18") == {"width": 64, "norm": "group", "groups": 32}
-
-
-def test_resnet18_is_the_standard_cifar_network():
-    """11,173,962 parameters for 10 classes: torchvision's resnet18 with a 3x3 stem and no max-pool."""
-    model = build_model("resnet18", (3, 32, 32), 10)
-    assert sum(p.numel() for p in model.parameters()) == 11_173_962
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]  # GroupNorm2d is one
-    assert {(m.num_groups, m.num_channels) for m in norms} == {(32, 64), (32, 128), (32, 256), (32, 512)}
-    narrow = build_model("resnet18", (3, 32, 32), 10, width=20)
-    assert {(m.num_groups, m.num_channels) for m in narrow.modules() if isinstance(m, torch.nn.GroupNorm)} == {
-        (4, 20), (8, 40), (16, 80), (32, 160)}
-
-
-def test_group_norm_equals_torch_and_its_double_backward_is_exact():
-    """GroupNorm2d against F.group_norm, its second derivative against finite differences in float64,
-    and under vmap without autograd."""
-    from distill.models.layers import GroupNorm2d
-
-    torch.manual_seed(0)
-    norm = GroupNorm2d(4, 8).double()
-    x = torch.randn(2, 8, 3, 3, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(8, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(8, dtype=torch.float64, requires_grad=True)
-    as_function = lambda x, w, b: functional_call(norm, {"weight": w, "bias": b}, (x,))  # noqa: E731
-    torch.testing.assert_close(as_function(x, w, b), F.group_norm(x, 4, w, b))
-    assert torch.autograd.gradgradcheck(as_function, (x, w, b))
-    with torch.no_grad():
-        batched = vmap(as_function, in_dims=(None, 0, 0))(x, w.detach()[None].repeat(3, 1), b.detach()[None].repeat(3, 1))
-    torch.testing.assert_close(batched[1], F.group_norm(x, 4, w, b).detach())
-
-
-def test_resnet18_bad_norm():
-    with pytest.raises(UserError, match="unknown resnet18 norm 'layer'"):
-        build_model("resnet18", (3, 32, 32), 10, norm="layer")
