@@ -5,8 +5,8 @@
     >>> d.score(x_test, y_test)      # mean test accuracy of networks trained on the distilled data
     >>> d.data_                      # the DistilledData; d.save(path), Distiller.load(path)
 
-The parameters are the YAML config's (``docs/config.md``), validated by the same pydantic
-schema, with scikit-learn's names where they apply: ``random_state`` is ``seed``,
+The parameters are the YAML config's (``docs/config.md``), with its defaults, validated by
+the same pydantic schema, and scikit-learn's names where they apply: ``random_state`` is ``seed``,
 ``verbose`` the progress bar, ``max_iter`` the number of outer iterations. ``fit`` takes
 tensors (``x`` [N, C, H, W], or [N, 1, L, D] for embedded text, already normalised; ``y``
 integer labels 0..C−1) or a dataset name (``fit("mnist")``, read from ``dataset_root``).
@@ -41,23 +41,28 @@ class Distiller:
 
     def __init__(
         self,
-        model: str = "lenet",
-        n: int = 10,
-        steps: int = 1,
-        epochs: int = 3,
-        init: str = "fixed",
-        labels: str = "hard",
+        model: str | None = None,
+        n: int | None = None,
+        steps: int | None = None,
+        epochs: int | None = None,
+        init: str | None = None,
+        labels: str | None = None,
         max_iter: int | None = None,
-        lr: float = 0.02,
-        batch_size: int = 1024,
-        models_per_iteration: int = 1,
-        eval_models: int = 200,
+        lr: float | None = None,
+        batch_size: int | None = None,
+        models_per_iteration: int | None = None,
+        eval_models: int | None = None,
         random_state: int = 0,
         verbose: bool = False,
-        device: str = "auto",
-        dataset_root: str = "data",
+        device: str | None = None,
+        dataset_root: str | None = None,
         **options: Any,
     ) -> None:
+        """Every parameter left at None takes the YAML config's default (``docs/config.md``):
+        ``model`` model.name, ``n``/``steps``/``epochs``/``labels`` synthetic.*, ``init``
+        init.kind, ``lr``/``batch_size``/``models_per_iteration`` outer.*, ``eval_models``
+        eval.models, ``device`` run.device, ``dataset_root`` dataset.root; ``max_iter`` None
+        runs outer.epochs passes. ``random_state`` is the seed, ``verbose`` the progress bar."""
         self.model, self.n, self.steps, self.epochs, self.init, self.labels = model, n, steps, epochs, init, labels
         self.max_iter, self.lr, self.batch_size, self.models_per_iteration = max_iter, lr, batch_size, models_per_iteration
         self.eval_models, self.random_state, self.verbose, self.device = eval_models, random_state, verbose, device
@@ -75,13 +80,18 @@ class Distiller:
         """The equivalent YAML config (``distill run`` with it learns the same data). Extra
         keyword options are the model's (``hidden=[32]`` for ``mlp``) or, with ``__`` for
         ``.``, any config key (``outer__decay_epochs=50``)."""
-        raw: dict[str, Any] = {
-            "seed": self.random_state, "dataset": {"name": dataset, "root": self.dataset_root},
-            "model": {"name": self.model}, "init": {"kind": self.init},
-            "synthetic": {"n": self.n, "steps": self.steps, "epochs": self.epochs, "labels": self.labels},
-            "outer": {"lr": self.lr, "batch_size": self.batch_size, "models_per_iteration": self.models_per_iteration},
-            "eval": {"models": self.eval_models}, "run": {"progress": self.verbose, "device": self.device},
+        given = {
+            ("dataset", "root"): self.dataset_root, ("model", "name"): self.model, ("init", "kind"): self.init,
+            ("synthetic", "n"): self.n, ("synthetic", "steps"): self.steps, ("synthetic", "epochs"): self.epochs,
+            ("synthetic", "labels"): self.labels, ("outer", "lr"): self.lr, ("outer", "batch_size"): self.batch_size,
+            ("outer", "models_per_iteration"): self.models_per_iteration, ("eval", "models"): self.eval_models,
+            ("run", "device"): self.device,
         }
+        raw: dict[str, Any] = {"seed": self.random_state, "dataset": {"name": dataset}, "model": {}, "outer": {},
+                               "run": {"progress": self.verbose}}
+        for (section, key), value in given.items():
+            if value is not None:
+                raw.setdefault(section, {})[key] = value
         for key, value in self.options.items():  # hidden=[32]: a model option; outer__decay_epochs=50: a config key
             *sections, leaf = key.split("__")
             node = raw if sections else raw["model"]
@@ -91,7 +101,8 @@ class Distiller:
         if self.max_iter is not None and (not isinstance(self.max_iter, int) or self.max_iter < 1):
             raise UserError(f"max_iter must be a positive number of outer iterations, got {self.max_iter!r}")
         if self.max_iter is not None and train_size is not None:
-            per_epoch = train_size // min(self.batch_size, train_size)
+            batch_size = validate(raw).outer.batch_size
+            per_epoch = train_size // min(batch_size, train_size)
             raw["outer"]["epochs"] = (self.max_iter - 0.5) / per_epoch  # ceil(epochs × per_epoch) = max_iter
         return validate(raw)
 

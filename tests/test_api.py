@@ -67,3 +67,12 @@ def test_bad_tensors_and_an_unfitted_score(digits):
         Distiller(**QUICK).fit(digits.train_x[:, 0], digits.train_y)
     with pytest.raises(UserError, match="integer class labels"):
         Distiller(**QUICK).fit(digits.train_x, digits.train_y.float())
+
+
+def test_unset_parameters_take_the_config_defaults():
+    from distill.config import load_config
+
+    default = load_config(None)
+    config = Distiller().config()
+    assert config.synthetic == default.synthetic and config.outer.lr == default.outer.lr
+    assert config.model == default.model and config.init == default.init and config.eval.models == default.eval.models
