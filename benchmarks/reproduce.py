@@ -154,6 +154,24 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"
 
 
+WRITE_UPS = [
+    "## Write-ups",
+    "",
+    "The measured histories, variants and notes behind these rows; how to rerun every row:",
+    "[docs/reproducing.md](../../docs/reproducing.md).",
+    "",
+    "- [digits](../../docs/results/digits.md): the bundled default",
+    "- [mnist](../../docs/results/mnist.md): MNIST, hard labels",
+    "- [soft-labels](../../docs/results/soft-labels.md): MNIST, learned labels",
+    "- [text](../../docs/results/text.md): TREC-6 and SST-5",
+    "- [baselines](../../docs/results/baselines.md): baselines, cross-architecture, distillation ratios",
+    "- [adaptation](../../docs/results/adaptation.md): pretrained initialisations, domain adaptation",
+    "- [continual](../../docs/results/continual.md): permuted MNIST with GEM",
+    "- [speed](../../docs/results/speed.md): speed and memory of the unroll",
+    "",
+]
+
+
 def write_report(rows: list[dict], path: Path = REPORT) -> None:
     lines = [
         "# Reproduction report",
@@ -171,9 +189,8 @@ def write_report(rows: list[dict], path: Path = REPORT) -> None:
         "| --- | --- | --: | --: | --: | --- | --: | --- | --- |",
         *[report_row(row) for row in rows],
         "",
-        "† quoted from the paper from memory, not checked against the paper's text on this machine (it has no",
-        "network access); see `benchmarks/paper_figures.yaml`.",
-        "",
+        *(["† quoted from the paper from memory, not checked against the paper's text; see",
+            "`benchmarks/paper_figures.yaml`.", ""] if any(not (r.get("paper") or {}).get("checked", True) for r in rows) else []),
         "Notes. Distillation rows are the run directories found in `benchmarks/results/runs/` (rows marked",
         "*shortened* ran fewer outer iterations than the paper's schedule). Baselines are evaluated as in",
         "Wang et al. (random networks, the best cell of the learning-rate × epochs grid, which includes the",
@@ -182,6 +199,7 @@ def write_report(rows: list[dict], path: Path = REPORT) -> None:
         "test set. A fixed-init distillation row is one network; its baselines are random networks. Wall times",
         "were measured on a 2-core machine shared with other jobs (a run got about half a core).",
         "",
+        *WRITE_UPS,
     ]
     path.write_text("\n".join(lines))
 
