@@ -119,7 +119,7 @@ class InMemoryRun:
         return list(self.rows)
 
     def save_checkpoint(self, *args, **kwargs) -> None:
-        pass
+        """Nothing to write: a run in memory is not resumed (``distill(..., run=None)``)."""
 
     def keep_best(self, state: dict) -> None:
         self.kept = copy.deepcopy(state)

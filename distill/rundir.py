@@ -69,9 +69,6 @@ class RunDir:
             resume_hint = "" if self.metrics.exists() or not resumable else "pass --resume to continue it, "
             raise UserError(f"{self.path} already holds {state}; {resume_hint}pass --overwrite to replace it, "
                             f"or choose another -o (it holds {', '.join(found)})")
-        self.check_writable()
-
-    def check_writable(self) -> None:
         check_writable(self.path)
 
     def create(self, overwrite: bool = False) -> None:

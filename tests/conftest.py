@@ -23,6 +23,21 @@ QUICK = [
     "run.device=cpu",
 ]
 
+# A continual run small enough for the suite: a 3-task permuted-digits stream, a small MLP.
+TINY_CONTINUAL = [
+    "method=continual",
+    "model.name=mlp",
+    "model.hidden=[32]",
+    "init.scheme=default",
+    "run.progress=false",
+    "run.device=cpu",
+    "continual.stream.tasks=3",
+    "continual.stream.samples_per_task=300",
+    "continual.distill.outer.epochs=4",
+    "continual.distill.outer.batch_size=300",
+    "continual.distill.outer.models_per_iteration=2",
+]
+
 
 @pytest.fixture
 def quick_config():

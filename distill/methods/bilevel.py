@@ -75,8 +75,9 @@ def run(
         "lrs": [round(v, 6) for v in data.lrs().tolist()],
         "device": str(setup.device),
     }
-    if config.eval.select == "best_train" and any(r.get("select_acc") for r in run.read_log()):
-        metrics["selected"] = selected_evaluation(run.read_log())
+    log = run.read_log()
+    if config.eval.select == "best_train" and any(r.get("select_acc") for r in log):
+        metrics["selected"] = selected_evaluation(log)
     if config.init.pool is not None:
         metrics["pool"] = config.init.pool
     if earlier_evaluations:

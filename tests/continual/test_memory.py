@@ -3,22 +3,9 @@ classes, and GEM projects against it on the next task."""
 
 import torch
 
+from conftest import TINY_CONTINUAL as TINY
 from distill.config import load_config
 
-# the tiny permuted-digits stream of tests/methods/test_continual.py
-TINY = [
-    "method=continual",
-    "model.name=mlp",
-    "model.hidden=[32]",
-    "init.scheme=default",
-    "run.progress=false",
-    "run.device=cpu",
-    "continual.stream.tasks=3",
-    "continual.stream.samples_per_task=300",
-    "continual.distill.outer.epochs=4",
-    "continual.distill.outer.batch_size=300",
-    "continual.distill.outer.models_per_iteration=2",
-]
 
 
 def test_split_tasks_get_a_distilled_memory_on_their_own_classes(tmp_path):

@@ -11,20 +11,9 @@ from distill.config import load_config
 from distill.errors import UserError
 from distill.experiment import run_experiment
 
+from conftest import TINY_CONTINUAL as TINY
+
 CONTRACT_KEYS = {"method", "dataset", "model", "init", "n_distilled", "steps", "epochs", "test_acc", "seconds"}
-TINY = [
-    "method=continual",
-    "model.name=mlp",
-    "model.hidden=[32]",
-    "init.scheme=default",
-    "run.progress=false",
-    "run.device=cpu",
-    "continual.stream.tasks=3",
-    "continual.stream.samples_per_task=300",
-    "continual.distill.outer.epochs=4",
-    "continual.distill.outer.batch_size=300",
-    "continual.distill.outer.models_per_iteration=2",
-]
 
 
 @pytest.mark.slow
