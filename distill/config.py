@@ -17,7 +17,8 @@ import re
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
-from .choices import BACKGRAD_MODES, BASELINES, LR_GRID, MEMORIES, SCHEMES
+from .choices import (AUGMENTATIONS, BACKGRAD_MODES, BASELINES, KERNEL_KINDS, KERNEL_METHODS, KERNELS, LR_GRID, MEMORIES,
+                      PREPROCESSING, SCHEMES)
 from .errors import UserError, closest
 
 
@@ -278,6 +279,10 @@ class RunConfig(Section):
     checkpoint_every: PositiveInt = Field(100, description="outer iterations between checkpoints")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto` (CUDA when available), `cpu`, `cuda`")
     progress: bool = Field(True, description="show a tqdm progress bar")
+    tensorboard: bool = Field(
+        False, description="also write the log's scalars and the run's pictures for TensorBoard, to `tensorboard/` in the "
+        "run directory (`distill run --tensorboard DIR` writes them to `DIR`); needs `pip install tensorboard`",
+    )
 
 
 class PretrainConfig(Section):
@@ -335,6 +340,78 @@ class FullTrainConfig(Section):
     cache: str = Field(
         "runs/full_data.json", description="the file where `distill train` keeps its results, by dataset, model and seed"
     )
+
+
+class KernelConfig(Section):
+    """The kernel of ``method: kip`` and ``method: label_solve`` (``distill.kernels``): the
+    NTK or NNGP of an infinitely wide ReLU network in the NTK parameterisation."""
+
+    name: Literal[KERNELS] = Field(  # type: ignore[valid-type]
+        "fc",
+        description="`fc` (fully connected, closed form), `conv` (ConvVec: 3×3 conv-ReLU blocks, flattened readout, "
+        "closed form) or `convnet_rf` (the NNGP of the ConvNet, conv-ReLU-2×2 average pool blocks, estimated "
+        "from `networks` random ConvNets of `width` channels, drawn afresh every KIP step; `kind: nngp`)",
+    )
+    kind: Literal[KERNEL_KINDS] = Field("ntk", description="`ntk` (gradient-descent-trained networks) or `nngp` (Bayesian)")  # type: ignore[valid-type]
+    depth: PositiveInt = Field(3, description="hidden layers (`fc`) or conv blocks (the conv kernels)")
+    w_std: PositiveFloat = Field(2**0.5, description="the weights' standard deviation `σ_w`")
+    b_std: Number = Field(0.1, ge=0, description="the biases' standard deviation `σ_b`")
+    width: PositiveInt = Field(128, description="`convnet_rf`: channels of each random network")
+    networks: PositiveInt = Field(8, description="`convnet_rf`: random networks per draw")
+    block: PositiveInt = Field(256, description="pairs or rows computed at once where a kernel works in blocks")
+
+
+class TransferConfig(Section):
+    """The finite networks (the config's ``model``) trained on the support set after a
+    kernel method, full batch, and tested on the test split."""
+
+    models: Networks = Field(5, description="networks trained (mean ± std of their test accuracies)")
+    steps: PositiveInt = Field(300, description="full-batch optimizer steps on the support set")
+    optimizer: Literal["sgd", "adam"] = Field("adam", description="`sgd` (plain) or `adam`")
+    lr: PositiveFloat = Field(1e-3, description="the optimizer's learning rate")
+    loss: Literal["mse", "xent"] = Field(
+        "mse",
+        description="`mse`: `½‖f(x) − y_s‖²` against the support labels (as KRR uses them); `xent`: cross-entropy "
+        "with the class `argmax y_s`",
+    )
+
+
+class KipConfig(Section):
+    """``method: kip`` and ``method: label_solve`` (Nguyen et al.): the support set is
+    ``synthetic.n`` class-balanced samples (``synthetic.data_init``; KIP learns the labels too
+    with ``synthetic.labels: learned``); the other ``synthetic`` keys and ``outer`` are not used."""
+
+    steps: PositiveInt = Field(200, description="KIP: Adam steps (Label Solve has no steps: it makes one pass over the targets)")
+    lr: PositiveFloat = Field(0.01, description="KIP: Adam's learning rate for the support inputs and labels")
+    betas: tuple[Number, Number] = Field((0.9, 0.999), description="KIP: Adam's betas, each in [0, 1)")
+    target_batch: PositiveInt = Field(
+        1000, description="KIP: class-balanced target samples drawn afresh every step (at most the target set)"
+    )
+    reg: PositiveFloat = Field(
+        1e-6, description="the ridge, relative: `λ = reg · tr(K_ss) / n_s`"
+    )
+    preprocess: Literal[PREPROCESSING] = Field(  # type: ignore[valid-type]
+        "standard",
+        description="`none`, `standard` (per-channel standardisation with the training split's statistics) or `zca` "
+        "(standardisation, then regularised ZCA whitening), fitted on the training split, applied to every split",
+    )
+    zca_reg: PositiveFloat = Field(0.1, description="`zca`: the whitening's regulariser, `ε = zca_reg · tr(C) / d`")
+    augment: list[Literal[AUGMENTATIONS]] = Field(  # type: ignore[valid-type]
+        [], description="KIP: augmentations of the target batches: `flip` (left-right), `crop` (shifts of up to H/8)"
+    )
+    augment_fraction: Number = Field(1.0, ge=0, le=1, description="KIP: the fraction of every target batch augmented")
+    holdout: Integer = Field(
+        1000, ge=0, description="training samples held out of the targets (at most a fifth of the training set); "
+        "the log's KRR accuracy is measured on them"
+    )
+    block: PositiveInt = Field(1000, description="target or test rows per kernel block (Label Solve, evaluations)")
+    transfer: TransferConfig = Field(TransferConfig(), description="finite networks trained on the support set")
+
+    @model_validator(mode="after")
+    def _betas_in_range(self) -> "KipConfig":
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must lie in [0, 1), got {list(self.betas)}")
+        return self
 
 
 class StreamConfig(Section):
@@ -421,11 +498,11 @@ class Config(Section):
     """The whole experiment. Every key has a default; a config file names only what it
     changes, and an unknown key is an error that names the closest valid key."""
 
-    method: Literal[("distill", "continual", *BASELINES)] = Field(  # type: ignore[valid-type]
+    method: Literal[("distill", "continual", *KERNEL_METHODS, *BASELINES)] = Field(  # type: ignore[valid-type]
         "distill",
-        description="`distill` (the bilevel method of Wang et al.), `continual` (a task stream with GEM/EWC; "
-        "see `continual`) or a baseline (`random_real`, `optimized_real`, `kmeans`, `average_real`, `knn`; see "
-        "`baseline`)",
+        description="`distill` (the bilevel method of Wang et al.), `kip` or `label_solve` (kernel ridge regression, "
+        "Nguyen et al.; see `kernel` and `kip`), `continual` (a task stream with GEM/EWC; see `continual`) or a "
+        "baseline (`random_real`, `optimized_real`, `kmeans`, `average_real`, `knn`; see `baseline`)",
     )
     seed: Integer = Field(
         0, ge=0, lt=2**32, description="seeds every random stream (data init, initial weights, batches)"
@@ -440,13 +517,17 @@ class Config(Section):
     pretrain: PretrainConfig = Field(PretrainConfig(), description="`distill pretrain`")
     baseline: BaselineConfig = Field(BaselineConfig(), description="the baselines")
     train: FullTrainConfig = Field(FullTrainConfig(), description="`distill train` (full-data training)")
+    kernel: KernelConfig = Field(KernelConfig(), description="the kernel of `kip` and `label_solve`")
+    kip: KipConfig = Field(KipConfig(), description="`kip` and `label_solve`")
     continual: ContinualConfig | None = Field(
         None, description="`method: continual` only (null: its defaults with `method: continual`)"
     )
 
     def fingerprint(self) -> str:
-        """A short hash of every setting: a checkpoint records the one of the run that wrote it."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """A short hash of every setting: a checkpoint records the one of the run that wrote it.
+        Settings at their defaults are left out, so that a key added to the schema later (at
+        its default) does not make the checkpoints of earlier runs foreign."""
+        text = json.dumps(self.model_dump(mode="json", exclude_defaults=True), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @model_validator(mode="after")

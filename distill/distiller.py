@@ -109,7 +109,7 @@ class InMemoryRun:
         self.rows: list[dict] = []
         self.kept: dict | None = None
 
-    def start_log(self, keep_until: int = 0) -> None:
+    def start_log(self, keep_until: int = 0, fields: tuple[str, ...] = ()) -> None:
         self.rows = [r for r in self.rows if int(r["iteration"]) <= keep_until]
 
     def append_log(self, row: dict) -> None:
@@ -120,6 +120,9 @@ class InMemoryRun:
 
     def save_checkpoint(self, *args, **kwargs) -> None:
         """Nothing to write: a run in memory is not resumed (``distill(..., run=None)``)."""
+
+    def write_checkpoint(self, state: dict) -> None:
+        """Nothing to write (as ``save_checkpoint``)."""
 
     def keep_best(self, state: dict) -> None:
         self.kept = copy.deepcopy(state)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, validate
+from .curves import plot_overlay
 from .errors import UserError
 from .files import atomic_write
 from .rundir import RunDir
@@ -95,6 +96,24 @@ def plot_sweeps(runs: list[RunSummary], path: str | Path) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120))
+
+
+def summarize_views(run: RunDir) -> str:
+    """The lines of ``distill show`` that name a run's curves and its TensorBoard events
+    (the ones in the run directory), for the runs that have them."""
+    lines = [f"curves     {run.curves}"] if run.curves.exists() else []
+    if run.tensorboard.is_dir():
+        lines.append(f"events     tensorboard --logdir {run.tensorboard}")
+    return "\n".join(lines)
+
+
+def plot_run_curves(run_dirs: list[str], path: str | Path) -> list[str]:
+    """The loss and accuracy curves of the runs ``run_dirs`` overlaid in ``path``
+    (``curves.plot_overlay``); returns the runs left out because they log no iterations
+    (baselines)."""
+    logs = {d: RunDir(d).read_log() for d in run_dirs}
+    plot_overlay({d: rows for d, rows in logs.items() if rows}, path)
+    return [d for d, rows in logs.items() if not rows]
 
 
 def summarize_distillation(run: RunDir, config: Config) -> str:
@@ -228,3 +247,42 @@ def read_full_data_cache(path: str | Path) -> dict[str, Any]:
     if not isinstance(cache, dict) or not all(isinstance(v, dict) for v in cache.values()):
         raise UserError(f"the full-data cache {path} is corrupt (not a mapping of results); delete it to start afresh")
     return cache
+
+
+def summarize_kernel(run: RunDir, config: Config) -> str:
+    """``distill show`` for a kernel method (KIP, Label Solve): the kernel, the support set,
+    the progress, the KRR test accuracy and the transfer to finite networks."""
+    k, opts = config.kernel, config.kip
+    labels = "learned labels" if config.method == "kip" and config.synthetic.labels == "learned" else (
+        "solved labels" if config.method == "label_solve" else "fixed labels")
+    lines = [
+        f"run        {run.path}",
+        f"method     {config.method}: {config.dataset.name}, kernel {k.name}-{k.depth} {k.kind} "
+        f"(σ_w {k.w_std:.4g}, σ_b {k.b_std:g}), reg {opts.reg:g}, {opts.preprocess} preprocessing",
+        f"support    {config.synthetic.n} samples ({config.synthetic.data_init} init), {labels}",
+    ]
+    if config.method == "kip":
+        lines.append(f"kip        {opts.steps} steps of {opts.target_batch} targets, Adam lr {opts.lr:g}"
+                     + (f", augment {'+'.join(opts.augment)} ({opts.augment_fraction:g} of each batch)" if opts.augment else ""))
+    log = run.read_log()
+    if log:
+        last = log[-1]
+        acc = f", held-out KRR {100 * float(last['krr_acc']):.2f}%" if last.get("krr_acc") else ""
+        lines.append(f"progress   {'step' if config.method == 'kip' else 'block'} {last['iteration']}, loss {float(last['loss']):.4g}{acc}, "
+                     f"{float(last['seconds']):.0f} s")
+    if run.metrics.exists():
+        m = run.read_metrics(("krr_acc", "transfer_acc"))
+        krr, transfer = m["krr_acc"], m["transfer_acc"]
+        t = opts.transfer
+        lines.append(f"KRR acc    {100 * krr['mean']:.2f}% on the test split")
+        lines.append(f"transfer   {100 * transfer['mean']:.2f}% ± {100 * transfer['std']:.2f} over {transfer['n']} {config.model.name} "
+                     f"networks ({t.steps} {t.optimizer} steps, lr {t.lr:g}, {t.loss})")
+        for e in m.get("evaluations", []):
+            lines.append(f"eval       KRR {100 * e['krr_acc']['mean']:.2f}%, {e['models']} networks: "
+                         f"{100 * e['transfer_acc']['mean']:.2f}% ± {100 * e['transfer_acc']['std']:.2f}")
+    else:
+        resumes_from = run.checkpointed_iteration()
+        lines.append("status     unfinished; " + ("it has no readable checkpoint" if resumes_from is None else
+                     f"--resume restarts from {'step' if config.method == 'kip' else 'block'} {resumes_from}")
+                     + f" (distill run -o {run.path} --resume)")
+    return "\n".join(lines)

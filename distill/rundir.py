@@ -3,10 +3,12 @@
 ``config.yaml`` (resolved config), ``checkpoint.pt`` (resumable state), ``distilled.pt``,
 ``init.pt`` (the fixed initial weights, for fixed and pretrained-fixed runs), ``log.csv``,
 ``metrics.json``, ``grid.png`` (images) or ``words.txt`` (text), and for learned labels
-``labels.csv``. Every file is written atomically (``atomic_write``): a reader, or a run
-killed while it writes, sees the old file or the new one, never half of one. A directory
-that holds any of these is a run, and is never overwritten without ``--resume`` or
-``--overwrite``.
+``labels.csv``; a kernel method's run holds ``support.pt`` instead of ``distilled.pt``.
+``curves.png`` draws the log, ``tensorboard/`` mirrors it (``run.tensorboard``), and
+``distill export`` writes ``export.npz`` or ``export.pt``. Every file is written atomically
+(``atomic_write``): a reader, or a run killed while it writes, sees the old file or the
+new one, never half of one. A directory that holds any of these is a run, and is never
+overwritten without ``--resume`` or ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ LOG_FIELDS = (
 )
 ARTEFACTS = (
     "config.yaml", "checkpoint.pt", "distilled.pt", "init.pt", "best.pt", "log.csv", "metrics.json", "grid.png",
-    "labels.csv", "words.txt", "continual.json", "continual.png", "memory.pt", "memory",
+    "labels.csv", "words.txt", "continual.json", "continual.png", "memory.pt", "memory", "support.pt",
+    "curves.png", "tensorboard", "export.npz", "export.pt",
 )
 
 
@@ -48,6 +51,9 @@ class RunDir:
         self.grid = self.path / "grid.png"
         self.labels = self.path / "labels.csv"
         self.words = self.path / "words.txt"
+        self.support = self.path / "support.pt"
+        self.curves = self.path / "curves.png"
+        self.tensorboard = self.path / "tensorboard"
 
     def artefacts(self) -> list[str]:
         """The names of the run files (``ARTEFACTS``) that exist in the directory."""
@@ -120,18 +126,22 @@ class RunDir:
                 writer.writerow([s, j, *(f"{v:.6g}" for v in row)])
         write_text(self.labels, out.getvalue())
 
-    def start_log(self, keep_until: int = 0) -> None:
-        """A fresh ``log.csv``, keeping the rows of iterations ``≤ keep_until`` (for a resume)."""
+    def start_log(self, keep_until: int = 0, fields: tuple[str, ...] = LOG_FIELDS) -> None:
+        """A fresh ``log.csv`` with the columns ``fields`` (a method's own; the distillation's
+        by default), keeping the rows of iterations ``≤ keep_until`` (for a resume)."""
         rows = [r for r in self.read_log() if int(r["iteration"]) <= keep_until] if keep_until else []
         out = io.StringIO(newline="")
-        writer = csv.DictWriter(out, LOG_FIELDS)
+        writer = csv.DictWriter(out, fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         write_text(self.log, out.getvalue())
 
     def append_log(self, row: dict[str, Any]) -> None:
+        """One row, in the columns of the log's header."""
+        with open(self.log, newline="") as f:
+            fields = next(csv.reader(f))
         with open(self.log, "a", newline="") as f:
-            csv.DictWriter(f, LOG_FIELDS).writerow(row)
+            csv.DictWriter(f, fields).writerow(row)
 
     def read_log(self) -> list[dict[str, str]]:
         """The rows of ``log.csv``. A last row without its line end (a run killed while it

@@ -30,6 +30,11 @@ class Stream(IntEnum):
     SENSITIVITY = 13  # benchmarks/sensitivity.py: the perturbations of distilled data
     POOL = 14  # network i of a pretrained pool (keys: i, then the pass e); pools before it used 5
     RANDOM_REAL = 15  # benchmarks/random_real.py: its drawn real images and validation samples; before it, 11
+    KIP_HOLDOUT = 16  # the training samples a kernel method holds out (never targets; its log's KRR accuracy)
+    KIP_TARGETS = 17  # KIP's class-balanced target batch of step i (key: i)
+    KIP_KERNEL = 18  # a sampled kernel's random networks at KIP step i (key: i)
+    KIP_AUGMENT = 19  # the augmentation of KIP's target batch of step i (key: i)
+    KIP_EVAL_KERNEL = 20  # a sampled kernel's random networks for evaluations and Label Solve
 
 
 def generator(seed: int, *keys: int) -> torch.Generator:

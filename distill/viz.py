@@ -14,6 +14,7 @@ from .datasets.text import PAD, nearest_words
 from .files import atomic_write, write_text
 
 MAX_COLUMNS = 20
+SUPPORT_COLUMNS = 10  # images per row of a support set's grid
 
 
 def to_displayable(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
@@ -61,6 +62,31 @@ def save_grid(
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80))
 
+
+def save_support_grid(path: str | Path, x: Tensor, labels: Tensor, learned: bool, class_names: Sequence[str],
+                      max_rows: int = 10) -> None:
+    """Draw a kernel method's support set ``x`` ([n, C, H, W], in the kernel's preprocessed
+    space, so each image is min-max scaled to [0, 1] for display), ``SUPPORT_COLUMNS`` per row
+    and at most ``max_rows`` rows, every image captioned with its label: the class it was
+    drawn from or, for learned labels ([n, C] vectors), the top-3 classes and their values."""
+    count = min(len(x), SUPPORT_COLUMNS * max_rows)
+    flat = x[:count].detach().cpu().float().flatten(1)
+    low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+    images = ((flat - low) / (high - low).clamp_min(1e-12)).view(count, *x.shape[1:]).movedim(1, -1)
+    columns, rows = min(count, SUPPORT_COLUMNS), -(-count // SUPPORT_COLUMNS)
+    fig = Figure(figsize=(1.1 * columns + 0.4, (1.1 + (0.45 if learned else 0.15)) * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= count:
+            ax.axis("off")
+            continue
+        image = images[i]
+        ax.imshow((image.squeeze(-1) if image.shape[-1] == 1 else image).numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(caption(labels[i] if learned else labels[i].argmax(), class_names), fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80))
 
 def save_words(
     path: str | Path,

@@ -30,7 +30,7 @@ def test_resume_needs_a_checkpoint_and_the_same_config(quick_config, tmp_path):
 
 def test_every_method_the_schema_accepts_has_an_importable_entry():
     accepted = typing.get_args(Config.model_fields["method"].annotation)
-    assert set(accepted) == set(METHODS) == {"distill", "continual", *BASELINES}
+    assert set(accepted) == set(METHODS) == {"distill", "continual", "kip", "label_solve", *BASELINES}
     for name in accepted:
         assert importlib.util.find_spec(method(name).module) is not None, name
 

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from ..choices import BASELINES
+from ..choices import BASELINES, KERNEL_METHODS
 from ..config import Config
 from ..errors import unknown
-from ..report import summarize_baseline, summarize_continual, summarize_distillation
+from ..report import summarize_baseline, summarize_continual, summarize_distillation, summarize_kernel
 from ..rundir import RunDir
 
 
@@ -39,6 +39,7 @@ class Method:
 METHODS: dict[str, Method] = {
     "distill": Method("distill.methods.bilevel", summarize_distillation),
     "continual": Method("distill.methods.continual", summarize_continual, evaluates=False),
+    **{name: Method("distill.methods.kernel", summarize_kernel) for name in KERNEL_METHODS},
     **{name: Method("distill.methods.baseline", summarize_baseline, resumable=False, evaluates=False) for name in BASELINES},
 }
 

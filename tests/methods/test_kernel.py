@@ -1,0 +1,110 @@
+"""``method: kip`` and ``method: label_solve`` through ``distill run``'s entry point on digits:
+the run directory, metrics, resume, evaluation, and bad input as one-line errors."""
+
+import json
+
+import pytest
+import torch
+
+from distill.cli import main
+from distill.config import load_config
+from distill.experiment import evaluate_run, run_experiment, summarize_run
+from distill.rundir import RunDir
+from distill.support import SupportSet
+
+TINY_KIP = [
+    "method=kip",
+    "model.name=mlp",
+    "model.hidden=[32]",
+    "kernel.depth=1",
+    "synthetic.n=20",
+    "kip.steps=6",
+    "kip.target_batch=200",
+    "kip.holdout=200",
+    "kip.transfer.models=2",
+    "kip.transfer.steps=20",
+    "run.log_every=2",
+    "run.checkpoint_every=3",
+    "run.progress=false",
+    "run.device=cpu",
+]
+
+
+def tiny(*overrides):
+    return load_config(None, TINY_KIP + list(overrides))
+
+
+def test_a_kip_run_writes_its_run_directory_and_metrics(tmp_path):
+    metrics = run_experiment(tiny("synthetic.labels=learned"), tmp_path)
+    run = RunDir(tmp_path)
+    for name in ("config.yaml", "checkpoint.pt", "support.pt", "log.csv", "metrics.json", "grid.png"):
+        assert (tmp_path / name).exists(), name
+    on_disk = json.loads(run.metrics.read_text())
+    assert on_disk == metrics
+    assert metrics["test_acc"] == metrics["krr_acc"]
+    assert metrics["transfer_acc"]["n"] == 2
+    assert metrics["steps"] == 6 and metrics["n_distilled"] == 20
+    assert 0.5 < metrics["krr_acc"]["mean"] <= 1  # 2 per class of digits, 6 steps
+    support = SupportSet.load(run.support)
+    assert support.learns_labels and support.x.shape == (20, 1, 8, 8)
+    assert [r["iteration"] for r in run.read_log()] == ["2", "4", "6"]
+    assert "KRR acc" in summarize_run(tmp_path) and "transfer" in summarize_run(tmp_path)
+
+
+def test_kip_improves_the_krr_accuracy_of_its_real_initialisation(tmp_path):
+    start = run_experiment(tiny("kip.steps=1"), tmp_path / "one", overwrite=True)
+    learned = run_experiment(tiny("kip.steps=40", "kip.lr=0.02", "run.log_every=40"), tmp_path / "many")
+    assert learned["krr_acc"]["mean"] > start["krr_acc"]["mean"] + 0.03
+
+
+def test_a_kip_run_resumes_to_the_same_support_set(tmp_path):
+    config = tiny()
+    run_experiment(config, tmp_path / "whole")
+
+    class Stop(Exception):
+        pass
+
+    def stop_after(done):
+        if done == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_experiment(config, tmp_path / "cut", on_iteration=stop_after)
+    assert "restarts from step 3" in summarize_run(tmp_path / "cut")
+    run_experiment(config, tmp_path / "cut", resume=True)
+    whole, cut = SupportSet.load(tmp_path / "whole" / "support.pt"), SupportSet.load(tmp_path / "cut" / "support.pt")
+    assert torch.equal(whole.x, cut.x) and torch.equal(whole.y, cut.y)
+
+
+def test_label_solve_runs_and_its_labels_beat_the_one_hot_labels(tmp_path):
+    solved = run_experiment(tiny("method=label_solve", "kip.block=300"), tmp_path / "ls")
+    fixed = run_experiment(tiny("kip.steps=1", "kip.lr=1e-9"), tmp_path / "fixed")
+    assert solved["krr_acc"]["mean"] > fixed["krr_acc"]["mean"]
+    assert solved["steps"] is None
+    assert "solved labels" in summarize_run(tmp_path / "ls")
+
+
+def test_distill_eval_re_evaluates_a_kernel_run(tmp_path):
+    metrics = run_experiment(tiny(), tmp_path)
+    transfer = evaluate_run(tmp_path, models=3)
+    recorded = RunDir(tmp_path).read_metrics()["evaluations"][-1]
+    assert recorded["krr_acc"] == metrics["krr_acc"]
+    assert recorded["transfer_acc"]["n"] == 3 == transfer.n
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["synthetic.n=15", "synthetic.steps=1"], "synthetic.n = 15 is not a multiple of the 10 classes"),
+    (["kip.target_batch=5000"], "kip.target_batch = 5000 is larger than"),
+    (["kernel.name=rbf"], "kernel.name"),
+    (["kernel.kind=gp"], "kernel.kind"),
+    (["kernel.depth=0"], "kernel.depth"),
+    (["kip.reg=0"], "kip.reg"),
+    (["kip.reg=-1"], "kip.reg"),
+])
+def test_bad_kernel_settings_are_one_line_errors_with_exit_code_2(tmp_path, capsys, overrides, message):
+    args = ["run", "-o", str(tmp_path / "out")] + [a for o in TINY_KIP + overrides for a in ("--set", o)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
