@@ -3,7 +3,8 @@
 The public API, imported on first use (``import distill`` alone loads neither torch nor
 scikit-learn): ``Distiller`` (fit/score/save/load, scikit-learn style), ``load_config``/
 ``Config`` (the YAML schema), ``run_experiment`` (a config into a run directory),
-``DistilledData`` (the learned set) and ``evaluate``.
+``DistilledData`` (the learned set), ``evaluate`` and ``load`` (a finished run's distilled
+data and the network it was learned for: ``distill.export``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ _EXPORTS = {
     "run_experiment": "experiment",
     "DistilledData": "synthetic",
     "evaluate": "evaluate",
+    "load": "export",
 }
 __all__ = sorted(_EXPORTS)
 

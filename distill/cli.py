@@ -1,4 +1,5 @@
-"""The command line: ``distill run | eval | show | pretrain``. Parses arguments and prints; no math."""
+"""The command line: ``distill run | eval | show | pretrain | baseline | train | compare | export``.
+Parses arguments and prints; no math."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def parser() -> argparse.ArgumentParser:
                      help="override a config value, e.g. --set outer.epochs=10 (repeatable)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     run.add_argument("--overwrite", action="store_true", help="replace the run files already in --out (only those)")
+    run.add_argument("--tensorboard", default=None, metavar="DIR",
+                     help="also write TensorBoard events to DIR (run.tensorboard: true writes them to OUT/tensorboard)")
 
     ev = commands.add_parser("eval", help="train held-out networks on a run's distilled data and report test accuracy")
     ev.add_argument("run_dir")
@@ -69,6 +72,15 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--ratio", type=float, default=0.9,
                          help="target distillation ratio for the %% distillation size of each sweep (default: 0.9)")
     compare.add_argument("--cache", default=None, help="full-data results file of `distill train` (default: each run's train.cache)")
+    compare.add_argument("--curves", default=None, metavar="FILE",
+                         help="also overlay the runs' loss and accuracy curves in FILE, a .png, .pdf or .svg file")
+
+    export = commands.add_parser("export", help="write a run's distilled data as a file of plain arrays (layout: docs/export.md)")
+    export.add_argument("run_dir")
+    export.add_argument("--format", default=None, help="npz (numpy arrays) or pt (tensors for torch.load(weights_only=True)); "
+                        "default: the suffix of -o, else npz")
+    export.add_argument("-o", "--out", default=None, help="file to write (default: RUN_DIR/export.npz or RUN_DIR/export.pt)")
+    export.add_argument("--overwrite", action="store_true", help="replace the file -o names if it exists")
     return p
 
 
@@ -134,7 +146,7 @@ def run_command(args: argparse.Namespace) -> int:
             raise UserError("--set cannot change a run that is resumed")
     else:
         config = load_config(args.config, args.overrides)
-    metrics = run_experiment(config, args.out, resume=args.resume, overwrite=args.overwrite)
+    metrics = run_experiment(config, args.out, resume=args.resume, overwrite=args.overwrite, tensorboard=args.tensorboard)
     if metrics["method"] == "continual":
         print(f"{metrics['learner']}: ACC {100 * metrics['acc']:.2f}%, BWT {100 * metrics['bwt']:+.2f}, "
               f"FWT {100 * metrics['fwt']:+.2f} ({metrics['seconds']:.0f} s); results in {args.out}")
@@ -198,11 +210,12 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    from .report import distillation_size, markdown_table, plot_sweeps, summarize_for_comparison, sweeps
+    from .report import distillation_size, markdown_table, plot_run_curves, plot_sweeps, summarize_for_comparison, sweeps
 
     if not 0 < args.ratio <= 1:
         raise UserError(f"--ratio must lie in (0, 1], got {args.ratio}")
-    plot = plot_path(args.plot)
+    plot = plot_path(args.plot, "--plot")
+    curves = None if args.curves is None else plot_path(args.curves, "--curves")
     runs = [summarize_for_comparison(d, args.cache) for d in args.run_dirs]
     print(markdown_table(runs))
     for (method, dataset, model), group in sweeps(runs).items():
@@ -212,22 +225,38 @@ def compare_command(args: argparse.Namespace) -> int:
             print(f"\n{method} ({dataset}, {model}): distillation size at ratio {args.ratio:g}: {reach}")
     plot_sweeps(runs, plot)
     print(f"\nplot: {plot}")
+    if curves is not None:
+        left_out = plot_run_curves(args.run_dirs, curves)
+        print(f"curves: {curves}" + (f" (without {', '.join(left_out)}: no log.csv rows)" if left_out else ""))
     return 0
 
 
 PLOT_FORMATS = (".png", ".pdf", ".svg")
 
 
-def plot_path(text: str) -> Path:
-    """``--plot``: a file of a known picture format in a folder that exists (made if need be)."""
+def plot_path(text: str, option: str) -> Path:
+    """``option`` (``--plot``, ``--curves``): a file of a known picture format in a folder
+    that exists (made if need be)."""
     path = Path(text)
     if path.is_dir():
-        raise UserError(f"--plot {text} is a directory; name a file in it, e.g. {path / 'compare.png'}")
+        raise UserError(f"{option} {text} is a directory; name a file in it, e.g. {path / 'compare.png'}")
     if path.suffix.lower() not in PLOT_FORMATS:
-        raise UserError(f"--plot {text}: name a {', '.join(PLOT_FORMATS)} file, e.g. {path.with_suffix('.png')}")
+        raise UserError(f"{option} {text}: name a {', '.join(PLOT_FORMATS)} file, e.g. {path.with_suffix('.png')}")
     path.parent.mkdir(parents=True, exist_ok=True)
     check_writable(path.parent)
     return path
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from .export import export, load
+
+    run = load(args.run_dir)
+    path = export(run, args.format, args.out, args.overwrite)
+    data = run.data
+    labels = "soft labels" if data.learns_labels else "hard labels"
+    print(f"{path}: {data.n} samples ({data.steps} steps x {data.n // data.steps}, {data.epochs} epochs), {labels}, "
+          f"{len(data.raw_lrs)} learned step sizes (layout: docs/export.md)")
+    return 0
 
 
 def show_command(args: argparse.Namespace) -> int:
@@ -273,7 +302,7 @@ def baseline_command(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": run_command, "eval": eval_command, "show": show_command, "baseline": baseline_command,
-            "train": train_command, "compare": compare_command, "pretrain": pretrain_command}
+            "train": train_command, "compare": compare_command, "pretrain": pretrain_command, "export": export_command}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from .board import board_folder
 from .config import Config, validate
 from .errors import UserError
 from .methods import method
+from .report import summarize_views
+from .monitor import MonitoredRun
 from .rundir import RunDir
 
 
@@ -18,20 +21,28 @@ def run_experiment(
     resume: bool = False,
     overwrite: bool = False,
     on_iteration: Callable[[int], None] | None = None,
+    tensorboard: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run ``config`` into the run directory ``out`` and return its metrics.
 
     A directory that already holds a run is refused unless ``resume`` (continue from its
     ``checkpoint.pt``; its own ``config.yaml`` must equal ``config``) or ``overwrite``
     (replace its run files once the new run's set-up has succeeded). ``on_iteration(done)``
-    is called after every outer iteration (continual runs: after every task).
+    is called after every outer iteration (continual runs: after every task). The log is
+    drawn to ``curves.png`` as it grows; TensorBoard events go to ``tensorboard`` (default,
+    with ``run.tensorboard``: ``out/tensorboard``).
     """
     entry = method(config.method)
-    run = RunDir(out)
+    if tensorboard is None and config.run.tensorboard:
+        tensorboard = RunDir(out).tensorboard
+    run = MonitoredRun(out, None if tensorboard is None else board_folder(tensorboard))
     run.claim(resume, overwrite, resumable=entry.resumable)
     if resume and validate(run.read_config()) != config:
         raise UserError(f"cannot resume {run.path} with a different config; omit CONFIG to use the run's own")
-    return entry.implementation().run(config, run, resume=resume, overwrite=overwrite, on_iteration=on_iteration)
+    try:
+        return entry.implementation().run(config, run, resume=resume, overwrite=overwrite, on_iteration=on_iteration)
+    finally:
+        run.close()
 
 
 def evaluate_run(out: str | Path, models: int | None = None):
@@ -56,10 +67,13 @@ def evaluate_transfer(out: str | Path, model: str, lr: float | str | None = None
 
 
 def summarize_run(out: str | Path) -> str:
-    """A readable summary of a run directory: what was run, how it went, what it reached."""
+    """A readable summary of a run directory: what was run, how it went, what it reached, and
+    where its curves are."""
     run = RunDir(out)
     config = validate(run.read_config())
     try:
-        return method(config.method).summarize(run, config)
+        summary = method(config.method).summarize(run, config)
     except (KeyError, TypeError, ValueError, IndexError) as error:
         raise UserError(f"{run.metrics} is corrupt or was written by another program ({type(error).__name__}: {error})") from None
+    views = summarize_views(run)
+    return f"{summary}\n{views}" if views else summary

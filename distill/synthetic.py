@@ -14,9 +14,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import TensorDataset
 
 from .errors import UserError
 from .files import first_line, load_tensors, save_tensors
+from .functional import FunctionalNet
+from .unroll import train
 
 
 def inverse_softplus(y: float) -> float:
@@ -108,6 +111,33 @@ class DistilledData(nn.Module):
         targets = self.targets()
         for t, lr in enumerate(self.lrs()):
             yield self.x[t % self.steps], targets[t % self.steps], lr
+
+    def replay(self, model: nn.Module) -> nn.Module:
+        """Train ``model`` in place on the data exactly as it was learned to be used, and
+        return it: ``θ_{t+1} = θ_t − η_t ∇_θ ℓ(x̃_{t mod S}, ỹ_{t mod S}; θ_t)`` for ``t = 0 …
+        T−1`` (every epoch the steps in order, the learned ``η_t``), plain gradient descent on
+        all of ``model``'s parameters, ``ℓ`` the cross-entropy with the hard labels or the
+        soft ``targets()`` (``functional.classification_loss``); the same computation as
+        ``distill eval``. ``model`` takes inputs of the data's sample shape and gives
+        ``num_classes`` logits; its buffers and train/eval mode are used as they are."""
+        net = FunctionalNet.of(model)
+        first = next(model.parameters())
+        x = self.x.detach().to(first.device, first.dtype)
+        targets = self.targets().detach().to(first.device)
+        targets = targets.to(first.dtype) if targets.is_floating_point() else targets
+        theta0 = net.flatten(dict(model.named_parameters())).detach()
+        theta = train(net, theta0[None], x, targets, self.lrs().detach().to(first.device, first.dtype))[0]
+        with torch.no_grad():
+            for parameter, trained in zip(model.parameters(), net.unflatten(theta).values()):
+                parameter.copy_(trained)
+        return model
+
+    def as_dataset(self) -> TensorDataset:
+        """The ``n`` samples and their ``targets()`` as a ``TensorDataset`` of ``x`` [n,
+        *sample_shape] and labels [n] (class indices) or [n, C] (soft), step after step
+        (sample ``j`` of step ``s`` at index ``s·m + j``); the order of the steps and their
+        learned rates are not in it (``replay`` uses them)."""
+        return TensorDataset(self.x.detach().flatten(0, 1).clone(), self.targets().detach().flatten(0, 1).clone())
 
     def save(self, path: str | Path) -> None:
         """Write the data atomically (``DistilledData.load`` reads it back)."""

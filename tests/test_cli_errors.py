@@ -192,7 +192,29 @@ CASES = {
     "a bool for a number": (run_with("outer.lr=true"), "outer.lr: Input should be a valid number"),
     "a float for an integer": (run_with("synthetic.n=20.0"), "synthetic.n: Input should be a valid integer"),
     "channels a picture cannot show": (run_with("dataset.channels=2"), "dataset.channels must be 1 (grey) or 3 (RGB); got 2"),
+    # curves, TensorBoard, export
+    "compare curves format": (in_copy("compare", None, "--curves", "curves.txt"), "--curves curves.txt: name a .png, .pdf, .svg file"),
+    "tensorboard folder is a file": (lambda tmp, done: (tmp.joinpath("tb").write_text("x"), run_with()(tmp, done) + ["--tensorboard", str(tmp / "tb")])[1],
+                                     "is a file; name a folder"),
+    "export nothing": (plain("export", "TMP/none"), "not a run directory"),
+    "export unknown format": (in_copy("export", None, "--format", "csv"), "unknown export format 'csv'"),
+    "export format against suffix": (in_copy("export", None, "--format", "pt", "-o", "data.npz"), "names a .npz file, but the format is pt"),
+    "export over a file": (in_copy("export", write("export.npz", "mine")), "export.npz already exists; pass --overwrite"),
+    "export into a folder": (lambda tmp, done: in_copy("export", None, "-o", str(tmp))(tmp, done), "is a directory; name a file"),
+    "export where nothing can be written": (in_copy("export", None, "-o", "/proc/none/data.npz"), "/proc/none"),
+    "export unfinished": (in_copy("export", lambda c: ((c / "metrics.json").unlink(), (c / "distilled.pt").unlink())),
+                          "has not finished"),
+    "export continual": (in_copy("export", lambda c: ((c / "distilled.pt").unlink(), as_method("continual")(c))),
+                         "is a continual run: it holds no distilled training set"),
+    "export knn": (in_copy("export", lambda c: ((c / "distilled.pt").unlink(), as_method("knn")(c))), "is a knn run"),
+    "export garbage distilled data": (in_copy("export", write("distilled.pt", b"garbage")), "distilled.pt is corrupt"),
+    "export garbage init": (in_copy("export", write("init.pt", b"garbage")), "init.pt is corrupt"),
 }
+
+
+def as_method(name):
+    """Make the copy's config one of method ``name``."""
+    return lambda copy: write("config.yaml", (copy / "config.yaml").read_text().replace("method: distill", f"method: {name}"))(copy)
 
 
 def nan_data(state):

@@ -42,4 +42,10 @@ def test_import_distill_and_the_config_schema_load_no_torch():
 
 def test_the_command_line_parser_loads_no_heavy_library():
     loaded = loaded_after("from distill.cli import parser\nparser()")
-    assert not {"torch", "sklearn", "matplotlib"} & loaded
+    assert not {"torch", "sklearn", "matplotlib", "tensorboard"} & loaded
+
+
+def test_show_loads_no_heavy_library():
+    """``distill show`` of a finished run reads files only (the curves and events it names included)."""
+    loaded = loaded_after("from distill.experiment import summarize_run")
+    assert not {"torch", "sklearn", "matplotlib", "tensorboard"} & loaded

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from distill.cli import main
-from distill.report import RunSummary, distillation_size, markdown_table, sweeps
+from distill.report import RunSummary, distillation_size, markdown_table, plot_run_curves, sweeps
+from distill.rundir import RunDir
 
 from conftest import QUICK
 
@@ -32,6 +33,16 @@ def test_table_and_sweeps():
     groups = sweeps(runs)
     assert [r.n for r in groups[("distill", "digits", "mlp")]] == [10, 20]
     assert len(groups[("random_real", "digits", "mlp")]) == 1
+
+
+def test_overlaid_curves_leave_out_the_runs_that_log_nothing(tmp_path):
+    logged, baseline = RunDir(tmp_path / "logged"), RunDir(tmp_path / "baseline")
+    logged.create()
+    logged.start_log()
+    logged.append_log({"iteration": 2, "loss": 0.5, "seconds": 1.0, "test_acc": 0.7})
+    baseline.create()
+    assert plot_run_curves([str(logged.path), str(baseline.path)], tmp_path / "curves.png") == [str(baseline.path)]
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def sets(*overrides):
@@ -60,12 +71,14 @@ def test_train_eval_model_and_compare_commands(tmp_path, capsys):
     evaluations = json.loads((tmp_path / "n20" / "metrics.json").read_text())["evaluations"]
     assert [(e["model"], e["lr"], e["test_acc"]["n"]) for e in evaluations] == [("lenet", 0.1, 3), ("lenet", "learned", 2)]
 
-    plot = tmp_path / "sweep.png"
-    assert main(["compare", *runs, "--plot", str(plot), "--ratio", "0.01", "--cache", str(tmp_path / "full.json")]) == 0
+    plot, curves = tmp_path / "sweep.png", tmp_path / "curves.png"
+    assert main(["compare", *runs, "--plot", str(plot), "--ratio", "0.01", "--cache", str(tmp_path / "full.json"),
+                 "--curves", str(curves)]) == 0
     out = capsys.readouterr().out
     assert out.count("| distill | digits | mlp |") == 2
     assert "distillation size at ratio 0.01: 1.39% of the training set" in out  # n = 20 of 1,437
     assert plot.stat().st_size > 0
+    assert f"curves: {curves}\n" in out and curves.stat().st_size > 0
 
     assert main(["eval", runs[0], "--model", "lenett"]) == 2
     assert "did you mean 'lenet'" in capsys.readouterr().err

@@ -3,6 +3,9 @@ import torch
 import torch.nn.functional as F
 
 from distill.errors import UserError
+from distill.evaluate import trained_networks
+from distill.functional import FunctionalNet
+from distill.models import build_model
 from distill.synthetic import DistilledData, initial_soft_labels, inverse_softplus, read_soft_labels, round_robin_labels
 
 
@@ -87,3 +90,27 @@ def test_read_soft_labels_errors(tmp_path):
         read_soft_labels(path, 1, 2)
     with pytest.raises(UserError, match="no file"):
         read_soft_labels(tmp_path / "missing.csv", 1, 2)
+
+
+@pytest.mark.parametrize("softmax", [False, True])
+def test_replay_trains_a_module_as_the_held_out_evaluation_does(softmax):
+    torch.manual_seed(0)
+    soft = initial_soft_labels(round_robin_labels(6, 3), 3, "normal", as_logits=softmax)
+    data = DistilledData.create(6, 3, 2, (1, 4, 4), 3, lr=0.3, soft_labels=soft, label_softmax=softmax)
+    data.raw_lrs.data += torch.linspace(-1, 1, 6)  # a different rate for every step
+    model = build_model("mlp", (1, 4, 4), 3, hidden=[8])
+    net = FunctionalNet.of(model)
+    theta0 = net.flatten(dict(model.named_parameters())).detach()
+    expected = trained_networks(net, data, theta0[None])[0]
+    assert data.replay(model) is model
+    assert torch.allclose(net.flatten(dict(model.named_parameters())), expected, atol=1e-6)
+    assert not torch.allclose(expected, theta0)
+
+
+def test_as_dataset_holds_the_samples_step_after_step_with_their_targets():
+    data = DistilledData.create(6, 2, 1, (1, 2, 2), 3, lr=0.1)
+    dataset = data.as_dataset()
+    assert len(dataset) == 6
+    x, y = dataset[4]
+    assert torch.equal(x, data.x[1, 1]) and y == data.labels[1, 1]
+    assert not dataset.tensors[0].requires_grad

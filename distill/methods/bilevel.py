@@ -131,17 +131,23 @@ def saved_sampler_state(run: RunDir, config: Config, setup: Setup) -> dict | Non
     its checkpoint; None when it has neither (a ``fixed`` run then draws the same weights
     again from its seed, as it did when it started)."""
     if run.init.exists():
-        state = load_tensors(run.init, "the initial weights")
-        theta = state.get("theta") if isinstance(state, dict) else None
-        if state.get("format") != INIT_FORMAT or not torch.is_tensor(theta) or theta.shape != (setup.net.num_params,):
-            raise UserError(f"{run.init} does not hold the {setup.net.num_params} initial weights of this run's "
-                            f"{config.model.name}; delete it to use the checkpoint's")
-        if not torch.isfinite(theta).all():
-            raise UserError(f"the initial weights {run.init} hold non-finite values")
-        return {"theta": theta}
+        return {"theta": read_init(run, config, setup.net.num_params)}
     if run.checkpoint.exists():
         return run.load_checkpoint()["sampler"]
     return None
+
+
+def read_init(run: RunDir, config: Config, num_params: int) -> torch.Tensor:
+    """The initial weights ``θ₀`` ([num_params]) in the run's ``init.pt``, checked to be
+    ``num_params`` finite numbers of the config's model."""
+    state = load_tensors(run.init, "the initial weights")
+    theta = state.get("theta") if isinstance(state, dict) else None
+    if not isinstance(state, dict) or state.get("format") != INIT_FORMAT or not torch.is_tensor(theta) or theta.shape != (num_params,):
+        raise UserError(f"{run.init} does not hold the {num_params} initial weights of this run's "
+                        f"{config.model.name}; delete it to use the checkpoint's")
+    if not torch.isfinite(theta).all():
+        raise UserError(f"the initial weights {run.init} hold non-finite values")
+    return theta
 
 
 def save_pictures(run: RunDir, data: DistilledData, dataset: ArrayDataset) -> None:

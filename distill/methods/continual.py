@@ -2,7 +2,8 @@
 
 Writes ``config.yaml``, ``metrics.json`` (the contract's keys, ``test_acc`` being the
 final average accuracy ACC over the tasks), ``continual.json`` (the accuracy matrix R,
-ACC/BWT/FWT, seconds per task), ``continual.png`` (R as a heat map), and for GEM
+ACC/BWT/FWT, seconds per task), ``continual.png`` (R as a heat map), ``curves.png`` (the
+average accuracy after each task, redrawn after every task), and for GEM
 ``memory.pt`` (every task's memory) and, for a distilled memory, one distillation run
 directory per task under ``memory/``; ``checkpoint.pt`` holds the state after the last
 finished task, from which ``--resume`` continues.
@@ -18,6 +19,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..config import Config
+from ..curves import plot_curves
 from ..datasets.streams import Task, load_stream
 from ..errors import DivergenceError, UserError
 from ..evaluate import accuracies
@@ -32,7 +34,7 @@ from ..seeds import Stream, generator
 from ..viz import save_accuracy_matrix
 from ..continual.learners import head_of, make_learner, train_task
 from ..continual.memory import distilled_memory, real_memory
-from ..continual.metrics import summary
+from ..continual.metrics import accuracy_after_each_task, summary
 
 
 
@@ -145,6 +147,7 @@ def run(
             "train_seconds": train_seconds, "distill_seconds": distill_seconds, "learner": learner.state_dict(),
             "shuffle": shuffle.get_state(), "memory_gen": memory_gen.get_state(), "seconds": time.perf_counter() - started,
         })
+        plot_curves(accuracy_after_each_task(R, k + 1), run.curves, f"{c.stream.name}, {continual_label(config)}", x="task")
         progress.set_postfix(acc=f"{R[k, : k + 1].mean().item():.3f}")
         if on_iteration is not None:
             on_iteration(k + 1)

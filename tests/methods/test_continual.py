@@ -29,7 +29,7 @@ def test_gem_with_a_distilled_memory_writes_the_run_directory(tmp_path):
     assert metrics["acc"] == pytest.approx(R[-1].mean().item()) == pytest.approx(metrics["test_acc"]["mean"])
     # observed 0.51-0.73 for the weakest task over seeds 0-3, threads and CPU kernels; chance is 10%
     assert (R.diagonal() > 0.35).all(), "every task is learned well above chance (10%) right after training on it"
-    for name in ("config.yaml", "continual.png", "memory.pt"):
+    for name in ("config.yaml", "continual.png", "curves.png", "memory.pt"):
         assert (tmp_path / name).exists(), name
     memory = torch.load(tmp_path / "memory.pt", weights_only=True)
     assert [tuple(x.shape) for x in memory["x"]] == [(10, 1, 8, 8)] * 3
