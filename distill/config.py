@@ -349,8 +349,9 @@ class KernelConfig(Section):
     name: Literal[KERNELS] = Field(  # type: ignore[valid-type]
         "fc",
         description="`fc` (fully connected, closed form), `conv` (ConvVec: 3×3 conv-ReLU blocks, flattened readout, "
-        "closed form) or `convnet_rf` (the NNGP of the ConvNet, conv-ReLU-2×2 average pool blocks, estimated "
-        "from `networks` random ConvNets of `width` channels, drawn afresh every KIP step; `kind: nngp`)",
+        "closed form), `convnet` (the ConvNet, conv-ReLU-2×2 average pool blocks, exact; images up to 16×16) or "
+        "`convnet_rf` (the ConvNet's NNGP estimated from `networks` random ConvNets of `width` channels, drawn afresh "
+        "every KIP step; `kind: nngp`)",
     )
     kind: Literal[KERNEL_KINDS] = Field("ntk", description="`ntk` (gradient-descent-trained networks) or `nngp` (Bayesian)")  # type: ignore[valid-type]
     depth: PositiveInt = Field(3, description="hidden layers (`fc`) or conv blocks (the conv kernels)")
