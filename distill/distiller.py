@@ -238,12 +238,7 @@ def restore(checkpoint: dict, data: DistilledData, optimizer: torch.optim.Optimi
     a checkpoint of another run (other shapes, parameter groups, a later iteration than the
     run has) or with non-finite state is a ``UserError``."""
     advice = run.restart_advice()
-    iteration, seconds = checkpoint["iteration"], checkpoint["seconds"]
-    if not isinstance(iteration, int) or isinstance(iteration, bool) or not 0 <= iteration <= iterations:
-        raise UserError(f"the checkpoint {run.checkpoint} is corrupt: iteration {iteration!r} is not one of this run's "
-                        f"0..{iterations}{advice}")
-    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
-        raise UserError(f"the checkpoint {run.checkpoint} is corrupt: seconds {seconds!r} is not a time{advice}")
+    iteration, seconds = checkpoint_progress(checkpoint, run, iterations)
     try:
         data.load_state_dict(checkpoint["data"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -252,8 +247,20 @@ def restore(checkpoint: dict, data: DistilledData, optimizer: torch.optim.Optimi
         raise UserError(f"the checkpoint {run.checkpoint} does not belong to this run ({first_line(error)}){advice}") from None
     if not finite_state(data, optimizer):
         raise UserError(f"the checkpoint {run.checkpoint} holds non-finite state, which no run saves{advice}")
-    return iteration, float(seconds)
+    return iteration, seconds
 
+
+def checkpoint_progress(checkpoint: dict, run: RunDir, last: int, unit: str = "iteration") -> tuple[int, float]:
+    """A checkpoint's ``(iteration, seconds)``, checked: an iteration (step, block: ``unit``)
+    in ``0..last`` and a finite, non-negative time; anything else is a ``UserError``."""
+    advice = run.restart_advice()
+    iteration, seconds = checkpoint.get("iteration"), checkpoint.get("seconds")
+    if not isinstance(iteration, int) or isinstance(iteration, bool) or not 0 <= iteration <= last:
+        raise UserError(f"the checkpoint {run.checkpoint} is corrupt: {unit} {iteration!r} is not one of this run's "
+                        f"0..{last}{advice}")
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+        raise UserError(f"the checkpoint {run.checkpoint} is corrupt: seconds {seconds!r} is not a time{advice}")
+    return iteration, float(seconds)
 
 def finite_state(data: DistilledData, optimizer: torch.optim.Optimizer) -> bool:
     """Whether the synthetic parameters and Adam's moments are all finite."""

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from .distiller import InMemoryRun, deferred_interrupts
+from .distiller import InMemoryRun, checkpoint_progress, deferred_interrupts
 from .errors import DivergenceError, UserError
 from .files import first_line
 from .krr import LabelSolve, centred_one_hot, kip_loss, krr_accuracy
@@ -183,14 +183,8 @@ def kip(
 def restore(checkpoint: dict, support: SupportSet, optimizer: torch.optim.Optimizer, run, settings: KipSettings) -> tuple[int, float]:
     """Load a KIP checkpoint into ``support`` and ``optimizer``; returns its (step, seconds).
     A checkpoint of another run, or a corrupt one, is a ``UserError``."""
-    advice = run.restart_advice()
-    if checkpoint.get("config") != settings.fingerprint:
-        raise UserError(f"the checkpoint {run.checkpoint} was written by a run of another config{advice}")
-    iteration, seconds = checkpoint.get("iteration"), checkpoint.get("seconds")
-    if not isinstance(iteration, int) or isinstance(iteration, bool) or not 0 <= iteration <= settings.steps:
-        raise UserError(f"the checkpoint {run.checkpoint} is corrupt: step {iteration!r} is not one of 0..{settings.steps}{advice}")
-    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
-        raise UserError(f"the checkpoint {run.checkpoint} is corrupt: seconds {seconds!r} is not a time{advice}")
+    advice = check_fingerprint(checkpoint, run, settings.fingerprint)
+    iteration, seconds = checkpoint_progress(checkpoint, run, settings.steps, "step")
     try:
         support.load_state_dict(checkpoint["support"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -198,7 +192,7 @@ def restore(checkpoint: dict, support: SupportSet, optimizer: torch.optim.Optimi
         raise UserError(f"the checkpoint {run.checkpoint} does not belong to this run ({first_line(error)}){advice}") from None
     if not all(torch.isfinite(p).all() for p in support.parameters()):
         raise UserError(f"the checkpoint {run.checkpoint} holds non-finite state, which no run saves{advice}")
-    return iteration, float(seconds)
+    return iteration, seconds
 
 
 @dataclass(frozen=True)
@@ -281,15 +275,18 @@ def label_solve(
 
 def restore_solve(checkpoint: dict, run, settings: SolveSettings, blocks: int, width: int) -> tuple[Tensor, int, float]:
     """A Label Solve checkpoint's (factor, blocks done, seconds); a foreign or corrupt one is a ``UserError``."""
-    advice = run.restart_advice()
-    if checkpoint.get("config") != settings.fingerprint:
-        raise UserError(f"the checkpoint {run.checkpoint} was written by a run of another config{advice}")
-    iteration, seconds, factor = checkpoint.get("iteration"), checkpoint.get("seconds"), checkpoint.get("factor")
-    if not isinstance(iteration, int) or isinstance(iteration, bool) or not 0 <= iteration <= blocks:
-        raise UserError(f"the checkpoint {run.checkpoint} is corrupt: block {iteration!r} is not one of 0..{blocks}{advice}")
-    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
-        raise UserError(f"the checkpoint {run.checkpoint} is corrupt: seconds {seconds!r} is not a time{advice}")
+    advice = check_fingerprint(checkpoint, run, settings.fingerprint)
+    iteration, seconds = checkpoint_progress(checkpoint, run, blocks, "block")
+    factor = checkpoint.get("factor")
     if not torch.is_tensor(factor) or factor.shape[1:] != (width,) or len(factor) > width or not torch.isfinite(factor).all():
         raise UserError(f"the checkpoint {run.checkpoint} does not belong to this run (its factor is not {width} wide){advice}")
-    return factor, iteration, float(seconds)
+    return factor, iteration, seconds
+
+
+def check_fingerprint(checkpoint: dict, run, fingerprint: str) -> str:
+    """A ``UserError`` unless the checkpoint was written by this config; returns the restart advice."""
+    advice = run.restart_advice()
+    if checkpoint.get("config") != fingerprint:
+        raise UserError(f"the checkpoint {run.checkpoint} was written by a run of another config{advice}")
+    return advice
 

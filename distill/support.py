@@ -32,11 +32,8 @@ class SupportSet(nn.Module):
 
     @classmethod
     def from_real(cls, x: Tensor, y: Tensor, n: int, num_classes: int, learn_labels: bool, generator: torch.Generator) -> "SupportSet":
-        """``n`` real samples, class balanced (sample ``i`` of class ``i mod C``, drawn
-        without replacement within its class), with centred one-hot labels."""
-        if n % num_classes:
-            raise UserError(f"synthetic.n = {n} is not a multiple of the {num_classes} classes: the support set is class "
-                            f"balanced; use a multiple, e.g. {max(1, round(n / num_classes)) * num_classes}")
+        """``n`` real samples, sample ``i`` of class ``i mod C`` (class balanced when ``C``
+        divides ``n``), drawn without replacement within its class, with centred one-hot labels."""
         classes = round_robin_labels(n, num_classes)
         chosen = torch.empty(n, dtype=torch.long)
         for c in range(num_classes):

@@ -35,6 +35,18 @@ def support_of(targets, n=10, learn_labels=False):
     return SupportSet.from_real(targets.x, targets.y, n, 10, learn_labels, generator(0, 4))
 
 
+class Stop(Exception):
+    """Raised by ``stop_after``: an interruption of a run after a given step."""
+
+
+def stop_after(steps):
+    def check(done):
+        if done == steps:
+            raise Stop
+
+    return check
+
+
 SETTINGS = KipSettings(steps=6, lr=0.01, target_batch=200, reg=1e-6, log_every=2, checkpoint_every=3)
 
 
@@ -60,17 +72,10 @@ def test_kip_resumed_from_a_checkpoint_ends_exactly_where_an_uninterrupted_run_d
     (tmp_path / "a").mkdir()
     whole = kip(SETTINGS, Rbf(), support_of(targets, learn_labels=True), targets, RunDir(tmp_path / "a"))
 
-    class Stop(Exception):
-        pass
-
-    def stop_after(done):
-        if done == 3:
-            raise Stop
-
     run = RunDir(tmp_path / "b")
     run.path.mkdir()
     with pytest.raises(Stop):
-        kip(SETTINGS, Rbf(), support_of(targets, learn_labels=True), targets, run, on_iteration=stop_after)
+        kip(SETTINGS, Rbf(), support_of(targets, learn_labels=True), targets, run, on_iteration=stop_after(3))
     state = run.read_checkpoint({"iteration"})
     assert state["iteration"] == 3
     resumed = kip(SETTINGS, Rbf(), support_of(targets, learn_labels=True), targets, run, checkpoint=state)
@@ -116,17 +121,10 @@ def test_label_solve_resumes_exactly_from_any_block(digits, tmp_path):
     (tmp_path / "a").mkdir()
     whole = label_solve(settings, Rbf(), support_of(targets), targets, RunDir(tmp_path / "a"))
 
-    class Stop(Exception):
-        pass
-
-    def stop_after(done):
-        if done == 2:
-            raise Stop
-
     run = RunDir(tmp_path / "b")
     run.path.mkdir()
     with pytest.raises(Stop):
-        label_solve(settings, Rbf(), support_of(targets), targets, run, on_iteration=stop_after)
+        label_solve(settings, Rbf(), support_of(targets), targets, run, on_iteration=stop_after(2))
     resumed = label_solve(settings, Rbf(), support_of(targets), targets, run, checkpoint=run.read_checkpoint({"iteration"}))
     assert torch.equal(resumed.y, whole.y)
     assert [int(r["iteration"]) for r in run.read_log()] == list(range(1, 8))  # 1,237 targets in blocks of 200

@@ -75,7 +75,7 @@ def kernel_setup(config: Config) -> KernelSetup:
     prep = Preprocessing.fit(raw_x, opts.preprocess, opts.zca_reg)
     x = prep(raw_x)
     targets = Targets(x.to(device), y.to(device), ds.num_classes, prep(ds.train_x[held]).to(device), ds.train_y[held].to(device),
-                      raw_x=raw_x.to(device) if opts.augment else None, transform=lambda t: prep(t))
+                      raw_x=raw_x.to(device) if opts.augment else None, transform=prep)
     if config.method == "kip":
         targets.check_batch(opts.target_batch)
     return KernelSetup(config, device, ds, spec, prep, targets, prep(ds.test_x).to(device), ds.test_y.to(device))
