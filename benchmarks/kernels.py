@@ -31,6 +31,7 @@ Usage::
     python benchmarks/kernels.py             # all cases, writes benchmarks/results/kernels.{md,json}
     python benchmarks/kernels.py --quick     # a smoke test on fewer pairs, writes kernels_quick.{md,json}
     python benchmarks/kernels.py --sections rf_error   # one section, writes kernels_rf_error.{md,json}
+    python benchmarks/kernels.py --sections kip_step   # seconds per KIP step, writes kernels_kip_step.{md,json}
 
 The report is a list of sections (``SECTIONS``): each is a function of the parsed arguments
 that returns a ``Section`` (title, notes, table); add a measurement by adding a function there.
@@ -250,9 +251,62 @@ def random_feature_error(args: argparse.Namespace) -> Section:
     return Section("Random-feature error", notes, header, rows, records)
 
 
+KIP_SUPPORT, KIP_TARGETS = 100, 1000
+
+
+def kip_step_cases(quick: bool) -> list[Case]:
+    """The kernels a KIP run can use on each input shape, for the seconds-per-step table."""
+    out = [Case("FC-3", KernelSpec(name="fc", depth=3), (784,), KIP_TARGETS, KIP_SUPPORT),
+           Case("FC-3", KernelSpec(name="fc", depth=3), (3072,), KIP_TARGETS, KIP_SUPPORT)]
+    for shape in ((1, 28, 28), (3, 32, 32)):
+        out += [Case("ConvVec-3", KernelSpec(name="conv", kind="nngp"), shape, KIP_TARGETS, KIP_SUPPORT),
+                Case("ConvNet-3 RF, M=4 w=32", KernelSpec(**RF_CHEAP), shape, KIP_TARGETS, KIP_SUPPORT),
+                Case("ConvNet-3 RF, M=8 w=128", KernelSpec(**RF_RICH), shape, KIP_TARGETS, KIP_SUPPORT)]
+    out.append(Case("ConvNet-3 exact", KernelSpec(name="convnet", kind="nngp"), (1, 8, 8), KIP_TARGETS, KIP_SUPPORT))
+    if quick:
+        out = [Case(c.label, c.spec, c.shape, c.n1 // 10, c.n2 // 10) for c in out if c.spec.name != "conv"]
+    return out
+
+
+def kip_step_seconds(case: Case) -> float:
+    """Median wall seconds of one step of ``distill.kip.kip`` (learned labels, no logging or
+    checkpoints; a call of one step, repeated as ``median_seconds`` does) with ``case.n2`` support and ``case.n1`` target samples of ``case.shape``
+    drawn from N(0, 1) over 10 classes, after one warm-up step."""
+    from distill.kip import KipSettings, Targets, kip
+    from distill.support import SupportSet
+
+    gen = torch.Generator().manual_seed(0)
+    pool = 2 * case.n1
+    x, y = torch.randn(pool, *case.shape, generator=gen), torch.arange(pool) % 10
+    targets = Targets(x, y, 10, x[:0], y[:0])
+    support = SupportSet.from_real(x, y, case.n2, 10, True, gen)
+    settings = KipSettings(steps=1, target_batch=case.n1, log_every=10**9, checkpoint_every=None)
+    return median_seconds(lambda: kip(settings, case.spec, support, targets))
+
+
+def kip_step_time(args: argparse.Namespace) -> Section:
+    """Seconds per KIP step: the whole step (target batch, kernels, Cholesky, loss, backward,
+    Adam) of the real engine, for 100 support × 1,000 target samples."""
+    records = []
+    for case in kip_step_cases(args.quick):
+        seconds = kip_step_seconds(case)
+        records.append({"kernel": case.label, "name": case.spec.name, "kind": case.spec.kind, "inputs": image_name(case.shape),
+                        "support": case.n2, "targets": case.n1, "seconds_per_step": seconds, "spec": asdict(case.spec)})
+        print(f"KIP step {case.label:<24} {image_name(case.shape):<8} {case.spec.kind:<4} "
+              f"{case.n2} support x {case.n1} targets: {seconds:.3f} s", flush=True)
+    header = ["kernel", "inputs", "kind", "support × targets", "seconds per step", "steps per hour"]
+    rows = [[r["kernel"], r["inputs"], r["kind"], f"{r['support']}×{r['targets']}", _fmt(r["seconds_per_step"], ",.3f"),
+             _fmt(3600 / r["seconds_per_step"], ",.0f")] for r in records]
+    notes = ("One step of `distill.kip.kip` (float32, learned labels; no held-out evaluation, log or checkpoint), median "
+             f"of up to {MAX_REPEATS} steps after a warm-up, on N(0, 1) inputs. For real images the cost is the same: it "
+             "depends on the shapes only.")
+    return Section("Seconds per KIP step", notes, header, rows, records)
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], Section]] = {
     "throughput": kernel_throughput,
     "rf_error": random_feature_error,
+    "kip_step": kip_step_time,
 }
 
 

@@ -344,8 +344,9 @@ def convnet_features(x: Tensor, nets: RandomConvNets, w_std: float = 2**0.5, b_s
     """``φ_m(x) · σ_w/√D`` for every network ``m``: ``[n, M, D]``, the last hidden layer of
     ``depth`` × (3×3 conv "same", ReLU, 2×2 average pool) with ``z = σ_w/√(9 C_l) · W * h +
     σ_b · b``, flattened to ``D = w · H_L · W_L`` features. The first conv sees ``x`` in every
-    network; later ones are grouped, one group per network."""
-    h = x
+    network; later ones are grouped, one group per network. The activations are kept in
+    channels-last layout, which oneDNN convolves about twice as fast on the CPU."""
+    h = x.contiguous(memory_format=torch.channels_last)
     for layer, (weight, bias) in enumerate(zip(nets.weights, nets.biases)):
         scale = w_std / math.sqrt(weight[0].numel())
         h = F.conv2d(h, weight * scale, bias * b_std, padding=1, groups=1 if layer == 0 else nets.networks)

@@ -147,8 +147,8 @@ def kip(
             x_t, y_t = targets.batch(settings.target_batch, step, settings)
             k = kernel.draw(generator(settings.seed, Stream.KIP_KERNEL, step))
             labels_t = centred_one_hot(y_t, targets.num_classes, support.x.dtype)
-            k_all = k(torch.cat([support.x, x_t]), support.x)
-            loss = kip_loss(k_all[support.n :], k_all[: support.n], support.y, labels_t, settings.reg)
+            # Two calls, not one on [X_s; X_t]: autograd then never differentiates through the targets.
+            loss = kip_loss(k(x_t, support.x), k(support.x, support.x), support.y, labels_t, settings.reg)
             if not torch.isfinite(loss):
                 save(completed)
                 raise DivergenceError(f"the KIP loss diverged (loss {loss.item():.4g}) at step {step + 1}; the last good "
