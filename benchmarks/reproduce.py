@@ -11,6 +11,7 @@ config except for ``dataset.root``) is reused instead of run again.
     python benchmarks/reproduce.py --root ../shared/data --epochs 50 --set outer.decay_epochs=15
     python benchmarks/reproduce.py --report-only                                # rewrite the report from the run dirs
 
+``--resume`` continues a row whose run directory holds an unfinished run of the same config.
 ``--epochs E`` (distillation rows: ``outer.epochs``, with ``outer.decay_epochs`` scaled by
 the same factor unless ``--set`` gives it) or ``--iterations N`` (``outer.epochs`` such that
 the run takes ``N`` iterations) shorten the distillation rows; the report says so per row.
@@ -41,6 +42,7 @@ FIGURES = ROOT / "benchmarks" / "paper_figures.yaml"
 RUNS = ROOT / "benchmarks" / "results" / "runs"
 REPORT = ROOT / "benchmarks" / "results" / "reproduction.md"
 TRAIN_SIZES = {"mnist": 60000, "trec6": 5452, "sst5": 8544}
+KERNEL_METHODS = ("kip", "label_solve")
 
 
 def load_rows(path: Path = FIGURES) -> list[dict]:
@@ -92,11 +94,13 @@ def run_row(row: dict, args: argparse.Namespace) -> str:
     run = RunDir(RUNS / row["name"])
     if same_run(run, config):
         return "reused"
-    if run.path.exists() and any(run.path.iterdir()):
-        return f"skipped: {run.path} holds a different or unfinished run; move it away to run this row"
+    resume = args.resume and run.checkpoint.exists() and run.config.exists() and validate(run.read_config()) == config
+    if run.path.exists() and any(run.path.iterdir()) and not resume:
+        return (f"skipped: {run.path} holds a different or unfinished run; move it away to run this row"
+                + ("" if args.resume else " (or continue an unfinished one with --resume)"))
     started = time.perf_counter()
-    run_experiment(config, run.path)
-    return f"ran in {time.perf_counter() - started:.0f} s"
+    run_experiment(config, run.path, resume=resume)
+    return f"{'resumed' if resume else 'ran'} in {time.perf_counter() - started:.0f} s"
 
 
 def full_iterations(row: dict) -> int | None:
@@ -142,6 +146,32 @@ def report_row(row: dict) -> str:
             f"{seconds:,.0f} s | {m.get('device', '?')} | {source} |")
 
 
+def paper_text(paper: dict) -> str:
+    acc, std = paper.get("acc"), paper.get("std")
+    return "—" if acc is None else f"{acc}" + (f" ± {std}" if std is not None else "")
+
+
+def kernel_row(row: dict) -> str:
+    """A row of the kernel-methods table: KRR and transfer accuracy next to the paper's."""
+    run = RunDir(RUNS / row["name"])
+    paper, transfer_paper = row.get("paper") or {}, row.get("transfer_paper") or {}
+    sources = "; ".join(p["source"] for p in (paper, transfer_paper) if "source" in p)
+    if not run.metrics.exists():
+        return f"| {row['name']} | {row['what']} | not run | {paper_text(paper)} | — | — | {paper_text(transfer_paper)} | — | — | {sources} |"
+    m = run.read_metrics()
+    krr, transfer = 100 * m["krr_acc"]["mean"], m["transfer_acc"]
+    diff = "—" if paper.get("acc") is None else f"{krr - paper['acc']:+.2f}"
+    transfer_text = f"{100 * transfer['mean']:.2f} ± {100 * transfer['std']:.2f} (n={transfer['n']})"
+    config = validate(run.read_config())
+    if m["method"] == "kip":
+        schedule = f"{m['steps']:,} steps × {config.kip.target_batch:,} targets"
+    else:
+        schedule = f"one pass, {m['targets_seen']:,} targets"
+    seconds = m["seconds"] + m.get("eval_seconds", 0)
+    return (f"| {row['name']} | {row['what']} | {krr:.2f} | {paper_text(paper)} | {diff} | {transfer_text} | "
+            f"{paper_text(transfer_paper)} | {schedule} | {seconds:,.0f} s, {m.get('threads', '?')} thread(s) | {sources} |")
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -168,11 +198,14 @@ WRITE_UPS = [
     "- [adaptation](../../docs/results/adaptation.md): pretrained initialisations, domain adaptation",
     "- [continual](../../docs/results/continual.md): permuted MNIST with GEM",
     "- [speed](../../docs/results/speed.md): speed and memory of the unroll",
+    "- [kernels](../../docs/results/kernels.md): KIP and Label Solve on MNIST and CIFAR-10",
     "",
 ]
 
 
 def write_report(rows: list[dict], path: Path = REPORT) -> None:
+    kernel_rows = [r for r in rows if r.get("method") in KERNEL_METHODS]
+    rows = [r for r in rows if r.get("method") not in KERNEL_METHODS]
     lines = [
         "# Reproduction report",
         "",
@@ -189,6 +222,14 @@ def write_report(rows: list[dict], path: Path = REPORT) -> None:
         "| --- | --- | --: | --: | --: | --- | --: | --- | --- |",
         *[report_row(row) for row in rows],
         "",
+        *(["## Kernel methods (KIP and Label Solve)", "",
+           "KRR: kernel ridge-regression test accuracy (%) of the support set on the whole test split, with the",
+           "kernel it was learned with; transfer: finite networks of the row's model trained on it (mean ± std).",
+           "Paper: Nguyen, Novak, Xiao, Lee (003_cb9d1c7e2af598e5.txt) Table 1 (KRR) and Table 2 (transfer).",
+           "",
+           "| row | what | KRR ours | KRR paper | diff | transfer ours | transfer paper | schedule | wall time | paper source |",
+           "| --- | --- | --: | --: | --: | --: | --: | --- | --: | --- |",
+           *[kernel_row(row) for row in kernel_rows], ""] if kernel_rows else []),
         *(["† quoted from the paper from memory, not checked against the paper's text; see",
             "`benchmarks/paper_figures.yaml`.", ""] if any(not (r.get("paper") or {}).get("checked", True) for r in rows) else []),
         "Notes. Distillation rows are the run directories found in `benchmarks/results/runs/` (rows marked",
@@ -214,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     short.add_argument("--iterations", type=int, help="distillation rows: run about this many outer iterations")
     p.add_argument("--models", type=int, help="eval.models for every row (default: each config's, 200)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="extra override for every row")
+    p.add_argument("--resume", action="store_true", help="continue a row's unfinished run (same config) from its checkpoint")
     p.add_argument("--report-only", action="store_true", help="only rewrite the report from the run directories")
     args = p.parse_args(argv)
     os.chdir(ROOT)  # the rows' paths (experiments/, --root, distilled runs) are relative to the repository root

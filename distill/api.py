@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from .build import build, new_distilled_data, sampler_of, setup_for
+from .distributed import join
 from .config import Config, validate
 from .datasets import ArrayDataset
 from .distiller import distill
@@ -108,7 +109,8 @@ class Distiller:
 
     def fit(self, x: Tensor | str, y: Tensor | None = None) -> "Distiller":
         """Learn the distilled data from the training set ``(x, y)``, or from the training
-        split of the dataset named ``x``."""
+        split of the dataset named ``x``. Under torchrun, the processes share the work
+        (``distill.distributed``) and each ends with the same data."""
         if isinstance(x, str):
             if y is not None:
                 raise UserError("fit(name) takes a dataset name alone; fit(x, y) takes tensors")
@@ -120,7 +122,8 @@ class Distiller:
         self.setup_ = setup
         self.sampler_ = sampler_of(setup)
         self.data_ = new_distilled_data(setup)
-        distill(outer_settings(setup.config), self.data_, setup.net, self.sampler_, setup.real)
+        group = join(setup.config.run.device, setup.config.run.timeout)
+        distill(outer_settings(setup.config), self.data_, setup.net, self.sampler_, setup.real, group=group)
         return self
 
     def score(self, x: Tensor, y: Tensor) -> float:

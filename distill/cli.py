@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .config import MAX_LR, MAX_NETWORKS
-from .errors import DivergenceError, UserError
+from .errors import DivergenceError, PeerLost, UserError
 from .files import check_writable
 
 USER_ERROR, FAILURE, INTERRUPTED = 2, 1, 130
@@ -111,7 +111,7 @@ def describe(error: Exception) -> tuple[int | None, str]:
     torch = sys.modules.get("torch")  # loaded by any command that can run out of its memory
     if isinstance(error, UserError):
         return USER_ERROR, "error: " + one_line(str(error))
-    if isinstance(error, DivergenceError):
+    if isinstance(error, (DivergenceError, PeerLost)):
         return FAILURE, one_line(str(error))
     out_of_memory = (MemoryError,) + ((torch.OutOfMemoryError,) if torch is not None else ())
     if isinstance(error, out_of_memory) or (isinstance(error, RuntimeError) and "can't allocate memory" in str(error)):
@@ -137,6 +137,7 @@ def run_command(args: argparse.Namespace) -> int:
     if not args.out.strip():
         raise UserError("-o must name a run directory")
     from .config import load_config, validate
+    from .distributed import join
     from .experiment import run_experiment
     from .rundir import RunDir
 
@@ -146,7 +147,11 @@ def run_command(args: argparse.Namespace) -> int:
             raise UserError("--set cannot change a run that is resumed")
     else:
         config = load_config(args.config, args.overrides)
-    metrics = run_experiment(config, args.out, resume=args.resume, overwrite=args.overwrite, tensorboard=args.tensorboard)
+    group = join(config.run.device, config.run.timeout)
+    metrics = run_experiment(config, args.out, resume=args.resume, overwrite=args.overwrite, tensorboard=args.tensorboard,
+                             group=group)
+    if not group.main:
+        return 0
     if metrics["method"] == "continual":
         print(f"{metrics['learner']}: ACC {100 * metrics['acc']:.2f}%, BWT {100 * metrics['bwt']:+.2f}, "
               f"FWT {100 * metrics['fwt']:+.2f} ({metrics['seconds']:.0f} s); results in {args.out}")

@@ -279,6 +279,10 @@ class RunConfig(Section):
     checkpoint_every: PositiveInt = Field(100, description="outer iterations between checkpoints")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto` (CUDA when available), `cpu`, `cuda`")
     progress: bool = Field(True, description="show a tqdm progress bar")
+    timeout: PositiveFloat = Field(
+        600, description="distributed runs (`torchrun ... -m distill run`): seconds a process waits for the others at any "
+        "exchange before every process stops with an error",
+    )
     tensorboard: bool = Field(
         False, description="also write the log's scalars and the run's pictures for TensorBoard, to `tensorboard/` in the "
         "run directory (`distill run --tensorboard DIR` writes them to `DIR`); needs `pip install tensorboard`",

@@ -6,6 +6,12 @@ the real batch, back-propagates it to the synthetic data and learning rates
 (``unroll.hypergradient``), and takes an Adam step. Checkpoints are written atomically;
 every random draw is a pure function of ``(seed, iteration)``, so a resumed run ends
 exactly where an uninterrupted one would.
+
+Over several processes (``group``, ``distill.distributed``), every rank draws the same
+``K`` initialisations and real minibatch and unrolls its own ``K/W`` of the initialisations;
+the gradients of ``L = 1/K Σ_k ℓ_k`` are the mean of the ranks' (all-reduced), so every rank
+takes the same Adam step and the result does not depend on how the work is split. The
+networks of the periodic evaluations are split among the ranks and their accuracies gathered.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from .distributed import SOLO, Group
 from .errors import DivergenceError, UserError
 from .evaluate import accuracies, trained_networks
 from .functional import FunctionalNet
@@ -144,14 +151,17 @@ def distill(
     checkpoint: dict | None = None,
     on_iteration: Callable[[int], None] | None = None,
     on_log: Callable[[dict], None] | None = None,
+    group: Group = SOLO,
 ) -> DistilledData:
     """Learn ``data`` in place for ``settings.epochs`` passes over the real data, continuing
     from ``checkpoint`` (a ``RunDir.load_checkpoint()``) when one is given. ``run`` gets the
-    log rows, checkpoints and kept data (None: kept in memory, no files).
-    ``on_iteration(done)`` is called after every completed iteration, ``on_log(row)`` with
-    every log row."""
+    log rows, checkpoints and kept data (None: kept in memory, no files; on ranks other than
+    0 of ``group``, a ``FollowerRun``). ``on_iteration(done)`` is called after every
+    completed iteration, ``on_log(row)`` with every log row."""
     outer = settings
     run = run if run is not None else InMemoryRun()
+    mine = group.split(sampler.rows(outer.models_per_iteration), "the number of initial networks per iteration "
+                       "(outer.models_per_iteration; init.kind fixed trains one)")
     batches = EpochBatches(len(real.train_y), outer.batch_size, settings.seed)
     iterations = math.ceil(outer.epochs * batches.per_epoch)
     decay_every = max(1, round(outer.decay_epochs * batches.per_epoch))
@@ -176,16 +186,18 @@ def distill(
 
     if checkpoint is None:
         save(0)
-    progress = tqdm(range(start, iterations), initial=start, total=iterations, desc="distill", disable=not settings.progress)
+    progress = tqdm(range(start, iterations), initial=start, total=iterations, desc="distill",
+                    disable=not (settings.progress and group.main))
     completed, grad_norm_max = start, 0.0
     try:
         for iteration in progress:
-            theta0 = sampler.sample(outer.models_per_iteration, iteration).to(real.train_x.device)
+            theta0 = sampler.sample(outer.models_per_iteration, iteration)[mine].to(real.train_x.device)
             idx = batches.indices(iteration).to(real.train_x.device)
             result = hypergradient(
                 net, theta0, data.x, data.targets(), data.lrs(), real.train_x[idx], real.train_y[idx],
                 mode=outer.backgrad, learn_labels=data.learns_labels,
             )
+            group.mean_([g for g in (result.loss, result.x, result.lrs, result.labels) if g is not None])
             if not all(torch.isfinite(g).all() for g in (result.loss, result.x, result.lrs, result.labels) if g is not None):
                 save(completed)
                 raise DivergenceError(
@@ -203,11 +215,11 @@ def distill(
             if evaluate_now or done % settings.log_every == 0 or done == iterations:
                 acc = select_acc = None
                 if evaluate_now:
-                    held = sampler.held_out(settings.models_during).to(real.train_x.device)
-                    trained = trained_networks(net, data, held)
-                    acc = accuracies(net, trained, real.test_x, real.test_y, settings.eval_batch_size).mean().item()
+                    held = sampler.held_out(settings.models_during)
+                    trained = trained_networks(net, data, held[group.share(len(held))].to(real.train_x.device))
+                    acc = group.gather(accuracies(net, trained, real.test_x, real.test_y, settings.eval_batch_size)).mean().item()
                     if selection is not None:
-                        select_acc = selection.score(net, trained, settings.eval_batch_size)
+                        select_acc = selection.score(net, trained, settings.eval_batch_size, group)
                 row = _log_row(done, done / batches.per_epoch, result.loss, data, optimizer, grad_norm_max,
                                time.perf_counter() - clock, acc, select_acc)
                 with deferred_interrupts():
@@ -285,8 +297,9 @@ class BestOnTrain:
         if scores:
             self.restore(copy.deepcopy(data))
 
-    def score(self, net: FunctionalNet, trained: Tensor, batch_size: int) -> float:
-        return round(accuracies(net, trained, self.x, self.y, batch_size).mean().item(), 5)
+    def score(self, net: FunctionalNet, trained: Tensor, batch_size: int, group: Group = SOLO) -> float:
+        """The mean accuracy of the networks ``trained`` (this rank's share of them) on the samples."""
+        return round(group.gather(accuracies(net, trained, self.x, self.y, batch_size)).mean().item(), 5)
 
     def offer(self, score: float, data: DistilledData) -> bool:
         """Keep ``data`` if ``score`` beats every earlier one; says whether it did."""

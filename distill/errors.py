@@ -14,6 +14,10 @@ class DivergenceError(RuntimeError):
     """The distillation loss became NaN or infinite."""
 
 
+class PeerLost(RuntimeError):
+    """Another process of a distributed run stopped or could not be reached (exit code 1)."""
+
+
 def closest(name: str, choices: Iterable[str]) -> str:
     """A ' (did you mean X?)' hint for an unknown ``name``, or '' when nothing is close."""
     match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)

@@ -53,6 +53,8 @@ def accuracies(net: FunctionalNet, thetas: Tensor, x: Tensor, y: Tensor, batch_s
     On the CPU the networks run one at a time (``chunk_size=1``) on batches of at most
     ``CPU_TEST_BATCH`` samples, which keeps the activations in cache (same numbers)."""
     correct = torch.zeros(len(thetas), device=thetas.device)
+    if not len(thetas):  # a process's empty share of a few networks
+        return correct
     on_cpu = thetas.device.type == "cpu"
     batch_size = min(batch_size, CPU_TEST_BATCH) if on_cpu else batch_size
     logits_of = vmap(net.logits, in_dims=(0, None), chunk_size=1 if on_cpu else None)
@@ -65,14 +67,23 @@ def accuracies(net: FunctionalNet, thetas: Tensor, x: Tensor, y: Tensor, batch_s
 
 def trained_networks(net: FunctionalNet, data: DistilledData, thetas0: Tensor) -> Tensor:
     """``θ_T`` of every row of ``thetas0`` ([N, P]) after the distilled steps, ``MODELS_PER_CHUNK`` at a time."""
+    if not len(thetas0):
+        return thetas0.clone()
     x, labels, lrs = (t.detach().to(thetas0.device) for t in (data.x, data.targets(), data.lrs()))
     return torch.cat([train(net, chunk, x, labels, lrs) for chunk in torch.split(thetas0, MODELS_PER_CHUNK)])
 
 
 def evaluate(net: FunctionalNet, data: DistilledData, thetas0: Tensor, test_x: Tensor, test_y: Tensor, batch_size: int = 2048) -> Evaluation:
     """Train every row of ``thetas0`` on ``data`` and test it, ``MODELS_PER_CHUNK`` at a time."""
-    before, after = [], []
+    before, after = test_accuracies(net, data, thetas0, test_x, test_y, batch_size)
+    return Evaluation(test_acc=Accuracy.of(after), before=Accuracy.of(before))
+
+
+def test_accuracies(net: FunctionalNet, data: DistilledData, thetas0: Tensor, test_x: Tensor, test_y: Tensor,
+                    batch_size: int = 2048) -> tuple[Tensor, Tensor]:
+    """The test accuracies ([N] each) of the rows of ``thetas0`` before and after training on ``data``."""
+    before, after = [torch.zeros(0, device=thetas0.device)], [torch.zeros(0, device=thetas0.device)]
     for chunk in torch.split(thetas0, MODELS_PER_CHUNK):
         before.append(accuracies(net, chunk, test_x, test_y, batch_size))
         after.append(accuracies(net, trained_networks(net, data, chunk), test_x, test_y, batch_size))
-    return Evaluation(test_acc=Accuracy.of(torch.cat(after)), before=Accuracy.of(torch.cat(before)))
+    return torch.cat(before), torch.cat(after)

@@ -4,15 +4,18 @@ the Python API use, each dispatching through the method table (``distill.methods
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .board import board_folder
 from .config import Config, validate
 from .errors import UserError
-from .methods import method
+from .methods import distributed_methods, method
 from .report import summarize_views
 from .monitor import MonitoredRun
-from .rundir import RunDir
+from .rundir import FollowerRun, RunDir
+
+if TYPE_CHECKING:
+    from .distributed import Group
 
 
 def run_experiment(
@@ -22,6 +25,7 @@ def run_experiment(
     overwrite: bool = False,
     on_iteration: Callable[[int], None] | None = None,
     tensorboard: str | Path | None = None,
+    group: Group | None = None,
 ) -> dict[str, Any]:
     """Run ``config`` into the run directory ``out`` and return its metrics.
 
@@ -30,17 +34,37 @@ def run_experiment(
     (replace its run files once the new run's set-up has succeeded). ``on_iteration(done)``
     is called after every outer iteration (continual runs: after every task). The log is
     drawn to ``curves.png`` as it grows; TensorBoard events go to ``tensorboard`` (default,
-    with ``run.tensorboard``: ``out/tensorboard``).
+    with ``run.tensorboard``: ``out/tensorboard``). ``group`` (``distributed.join()``): the
+    processes of a distributed run, which must agree on the config and the command; rank 0
+    claims and writes the directory (None: this process alone).
     """
+    from .distributed import SOLO
+
+    group = group or SOLO
     entry = method(config.method)
-    if tensorboard is None and config.run.tensorboard:
-        tensorboard = RunDir(out).tensorboard
-    run = MonitoredRun(out, None if tensorboard is None else board_folder(tensorboard))
-    run.claim(resume, overwrite, resumable=entry.resumable)
-    if resume and validate(run.read_config()) != config:
-        raise UserError(f"cannot resume {run.path} with a different config; omit CONFIG to use the run's own")
+    if group.distributed:
+        group.agree(f"{config.model_dump_json()} {Path(out).resolve()} resume={resume} overwrite={overwrite}",
+                    "the config, the run directory or --resume/--overwrite")
+        if not entry.distributed:
+            raise UserError(f"method {config.method} runs in one process; start it without torchrun "
+                            f"(distributed runs: {', '.join(distributed_methods())})")
+    if not group.main:
+        run: RunDir = FollowerRun(out)
+    else:
+        if tensorboard is None and config.run.tensorboard:
+            tensorboard = RunDir(out).tensorboard
+        run = MonitoredRun(out, None if tensorboard is None else board_folder(tensorboard))
+    claim_error = None
     try:
-        return entry.implementation().run(config, run, resume=resume, overwrite=overwrite, on_iteration=on_iteration)
+        run.claim(resume, overwrite, resumable=entry.resumable)
+        if resume and group.main and validate(run.read_config()) != config:
+            raise UserError(f"cannot resume {run.path} with a different config; omit CONFIG to use the run's own")
+    except UserError as error:
+        claim_error = error
+    group.settle(claim_error)
+    spread = {"group": group} if entry.distributed else {}
+    try:
+        return entry.implementation().run(config, run, resume=resume, overwrite=overwrite, on_iteration=on_iteration, **spread)
     finally:
         run.close()
 

@@ -78,6 +78,9 @@ class InitSampler(Protocol):
     def sample(self, k: int, iteration: int) -> Tensor:
         """``k`` initial weight vectors for outer iteration ``iteration``: [k, P]."""
 
+    def rows(self, k: int) -> int:
+        """How many vectors ``sample(k, ·)`` returns."""
+
     def held_out(self, n: int) -> Tensor:
         """Weights for evaluation, never used in training (fixed: the one vector): [≤n, P]."""
 
@@ -93,6 +96,9 @@ class FixedInit:
     def sample(self, k: int, iteration: int) -> Tensor:
         """One row whatever ``k``: ``K`` copies of ``θ*`` would give the same mean loss."""
         return self.theta[None]
+
+    def rows(self, k: int) -> int:
+        return 1
 
     def held_out(self, n: int) -> Tensor:
         return self.theta[None]
@@ -114,6 +120,9 @@ class RandomInit:
     def sample(self, k: int, iteration: int) -> Tensor:
         return self._draws(k, Stream.TRAIN, iteration)
 
+    def rows(self, k: int) -> int:
+        return k
+
     def held_out(self, n: int) -> Tensor:
         return self._draws(n, Stream.HELD_OUT)
 
@@ -134,6 +143,9 @@ class PoolInit:
     def sample(self, k: int, iteration: int) -> Tensor:
         order = torch.randperm(len(self.train), generator=generator(self.seed, Stream.TRAIN, iteration))
         return self.train[order[:k]]
+
+    def rows(self, k: int) -> int:
+        return min(k, len(self.train))
 
     def held_out(self, n: int) -> Tensor:
         return self.held[:n]

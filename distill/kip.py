@@ -7,6 +7,12 @@ loss ``L = 1/(2 n_t) ‖y_t − K_ts (K_ss + λI)⁻¹ y_s‖²`` (``krr.kip_los
 on the support inputs (and labels). Label Solve: one pass over the target set in blocks of
 rows (``krr.LabelSolve``). Both log, checkpoint atomically and resume exactly: every draw is
 a pure function of ``(seed, step)``. Neither knows the config: they take their settings.
+
+Over several processes (``group``, ``distill.distributed``), the kernel matrices are
+computed in blocks of rows spread over the ranks and gathered (the forward pass), and the
+gradient to the support set is the sum of the ranks' vector-Jacobian products of their
+blocks (the backward pass); Label Solve spreads the target blocks over the ranks.
+Rank 0 alone logs and writes.
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .distiller import InMemoryRun, checkpoint_progress, deferred_interrupts
+from .distributed import SOLO, Group
 from .errors import DivergenceError, UserError
 from .files import first_line
-from .krr import LabelSolve, centred_one_hot, kip_loss, krr_accuracy
+from .krr import LabelSolve, centred_one_hot, kip_loss, krr_accuracy, square_factor
 from .preprocess import augment
 from .rundir import RunDir
 from .seeds import Stream, generator
@@ -119,10 +126,11 @@ def kip(
     checkpoint: dict | None = None,
     on_iteration: Callable[[int], None] | None = None,
     on_log: Callable[[dict], None] | None = None,
+    group: Group = SOLO,
 ) -> SupportSet:
     """Learn ``support`` in place for ``settings.steps`` KIP steps, continuing from
     ``checkpoint`` (``RunDir.read_checkpoint``) when given; ``run`` gets the log rows and
-    checkpoints (None: kept in memory)."""
+    checkpoints (None: kept in memory). ``group``: the processes that share every step."""
     run = run if run is not None else InMemoryRun()
     targets.check_batch(settings.target_batch)
     optimizer = torch.optim.Adam(support.learnable(), lr=settings.lr, betas=settings.betas)
@@ -140,25 +148,24 @@ def kip(
 
     if checkpoint is None:
         save(0)
-    progress = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc="kip", disable=not settings.progress)
+    progress = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc="kip",
+                    disable=not (settings.progress and group.main))
     completed = start
     try:
         for step in progress:
             x_t, y_t = targets.batch(settings.target_batch, step, settings)
             k = kernel.draw(generator(settings.seed, Stream.KIP_KERNEL, step))
             labels_t = centred_one_hot(y_t, targets.num_classes, support.x.dtype)
-            # Two calls, not one on [X_s; X_t]: autograd then never differentiates through the targets.
-            loss = kip_loss(k(x_t, support.x), k(support.x, support.x), support.y, labels_t, settings.reg)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_and_gradients(k, support, x_t, labels_t, settings.reg, group)
             if not torch.isfinite(loss):
                 save(completed)
                 raise DivergenceError(f"the KIP loss diverged (loss {loss.item():.4g}) at step {step + 1}; the last good "
                                       f"state (step {saved}) is saved in {run.checkpoint}; lower kip.lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
             with deferred_interrupts():
                 optimizer.step()
                 done = completed = step + 1
-            if done % settings.log_every == 0 or done == settings.steps:
+            if group.main and (done % settings.log_every == 0 or done == settings.steps):
                 acc = krr_accuracy(kernel.draw(generator(settings.seed, Stream.KIP_EVAL_KERNEL)), support.x.detach(), support.y.detach(),
                                    targets.held_x, targets.held_y, settings.reg, settings.block) if len(targets.held_y) else None
                 row = {"iteration": done, "loss": loss.item(), "krr_acc": "" if acc is None else round(acc, 5),
@@ -178,6 +185,33 @@ def kip(
     finally:
         progress.close()
     return support
+
+
+def loss_and_gradients(k: Callable[[Tensor, Tensor], Tensor], support: SupportSet, x_t: Tensor, y_t: Tensor, reg: float,
+                       group: Group = SOLO) -> Tensor:
+    """KIP's loss ``L`` (``krr.kip_loss``) of the target batch ``(x_t, y_t)``, its gradients
+    written to ``support.x.grad`` (and ``support.y.grad`` for learned labels), which must be
+    None (``zero_grad(set_to_none=True)``).
+
+    In one process: ``K_ts = k(X_t, X_s)`` and ``K_ss = k(X_s, X_s)`` as two calls (not one on
+    ``[X_s; X_t]``: autograd then never differentiates through the targets), then autograd.
+    Over ``W`` ranks: rank ``r`` computes its rows of both, ``K_ts[T_r]`` and ``K_ss[S_r]``;
+    the gathered matrices give ``L`` and ``∂L/∂K`` on every rank, and each rank's
+    vector-Jacobian product ``⟨∂L/∂K[T_r], ∂K[T_r]/∂X_s⟩ + ⟨∂L/∂K[S_r], ∂K[S_r]/∂X_s⟩`` is
+    summed over the ranks into ``∂L/∂X_s``."""
+    if not group.distributed:
+        loss = kip_loss(k(x_t, support.x), k(support.x, support.x), support.y, y_t, reg)
+        loss.backward()
+        return loss.detach()
+    rows_t, rows_s = group.share(len(x_t)), group.share(support.n)
+    k_ts_part, k_ss_part = k(x_t[rows_t], support.x), k(support.x[rows_s], support.x)
+    k_ts = group.gather(k_ts_part.detach()).requires_grad_()
+    k_ss = group.gather(k_ss_part.detach()).requires_grad_()
+    loss = kip_loss(k_ts, k_ss, support.y, y_t, reg)
+    loss.backward()
+    torch.autograd.backward([k_ts_part, k_ss_part], [k_ts.grad[rows_t], k_ss.grad[rows_s]])
+    group.sum_([support.x.grad])
+    return loss.detach()
 
 
 def restore(checkpoint: dict, support: SupportSet, optimizer: torch.optim.Optimizer, run, settings: KipSettings) -> tuple[int, float]:
@@ -217,9 +251,13 @@ def label_solve(
     run: RunDir | None = None,
     checkpoint: dict | None = None,
     on_iteration: Callable[[int], None] | None = None,
+    group: Group = SOLO,
 ) -> SupportSet:
     """Set ``support.y`` to the least-norm labels ``y_s*`` over the whole target set
-    (``krr.LabelSolve``), one block of target rows at a time; resumable after any block."""
+    (``krr.LabelSolve``), one block of target rows at a time; resumable after any block.
+    Over ``W`` ranks (``group``) the blocks go in rounds of ``W``: rank ``r`` factors block
+    ``first + r`` on its own, ``qr([A_b | y_b]).R``, and every rank stacks the gathered
+    factors into the common one, so every rank holds the factor of the blocks done."""
     run = run if run is not None else InMemoryRun()
     k = kernel.draw(generator(settings.seed, Stream.KIP_EVAL_KERNEL))
     x_s = support.x.detach()
@@ -238,21 +276,30 @@ def label_solve(
         run.write_checkpoint({"config": settings.fingerprint, "iteration": done, "seconds": time.perf_counter() - clock,
                               "factor": solver.r.cpu()})
 
+    def rows_of(b: int) -> slice:
+        return slice(b * settings.block, min((b + 1) * settings.block, len(targets.y)))
+
     if checkpoint is None:
         save(0)
-    progress = tqdm(range(start, blocks), initial=start, total=blocks, desc="label solve", unit="block", disable=not settings.progress)
+    progress = tqdm(total=blocks, initial=start, desc="label solve", unit="block", disable=not (settings.progress and group.main))
     completed = start
     try:
-        for b in progress:
-            rows = slice(b * settings.block, min((b + 1) * settings.block, len(targets.y)))
+        for first in range(start, blocks, group.size):
+            done = min(first + group.size, blocks)
+            mine = first + group.rank
             with torch.no_grad():
-                k_bs = k(targets.x[rows], x_s)
+                k_bs = k(targets.x[rows_of(mine)], x_s) if mine < done else k_ss[:0]
             if not torch.isfinite(k_bs).all():
                 raise UserError("the kernel of the target set holds non-finite values (inf or nan); check the preprocessing")
+            rows = solver.rows_of(k_bs, centred_one_hot(targets.y[rows_of(mine)] if mine < done else targets.y[:0],
+                                                        targets.num_classes, k_bs.dtype))
+            if group.distributed:
+                rows = group.gather(square_factor(rows))
             with deferred_interrupts():
-                solver.add(k_bs, centred_one_hot(targets.y[rows], targets.num_classes, k_bs.dtype))
-                done = completed = b + 1
-            if done % settings.log_every == 0 or done == blocks:
+                solver.absorb(rows, sum(rows_of(b).stop - rows_of(b).start for b in range(first, done)))
+                completed = done
+            progress.update(done - first)
+            if group.main and (done // settings.log_every > first // settings.log_every or done == blocks):
                 support.y.data.copy_(solver.labels())
                 acc = krr_accuracy(k, x_s, support.y.detach(), targets.held_x, targets.held_y, settings.reg, settings.block) \
                     if len(targets.held_y) else None
@@ -260,7 +307,8 @@ def label_solve(
                        "targets": solver.rows, "seconds": round(time.perf_counter() - clock, 3)}
                 with deferred_interrupts():
                     run.append_log(row)
-            if (settings.checkpoint_every and done % settings.checkpoint_every == 0) or done == blocks:
+            if (settings.checkpoint_every and done // settings.checkpoint_every > first // settings.checkpoint_every) \
+                    or done == blocks:
                 save(done)
             if on_iteration is not None:
                 on_iteration(done)

@@ -101,12 +101,20 @@ class LabelSolve:
 
     def add(self, k_bs: Tensor, y_b: Tensor) -> None:
         """Absorb a block of target rows: their kernel against the support ``K_bs`` and labels ``y_b``."""
+        self.absorb(self.rows_of(k_bs, y_b), len(k_bs))
+
+    def rows_of(self, k_bs: Tensor, y_b: Tensor) -> Tensor:
+        """A block's rows of the augmented matrix, ``[A_b | y_b]`` with ``A_b = K_bs (K_ss + λI)⁻¹``."""
         a_b = torch.cholesky_solve(k_bs.T, self.factor).T  # K_bs (K_ss + λI)⁻¹, as K_ss is symmetric
-        stacked = torch.cat([self.r, torch.cat([a_b, y_b.to(a_b.dtype)], dim=1)])
-        r = torch.linalg.qr(stacked, mode="r").R
-        missing = stacked.shape[1] - len(r)  # fewer rows than columns so far: R̃ is square once padded
-        self.r = torch.cat([r, r.new_zeros(missing, r.shape[1])]) if missing > 0 else r
-        self.rows += len(k_bs)
+        return torch.cat([a_b, y_b.to(a_b.dtype)], dim=1)
+
+    def absorb(self, rows: Tensor, count: int) -> None:
+        """``R̃ ← qr([R̃; rows]).R``: ``rows`` are ``count`` target rows of the augmented matrix,
+        or any matrix with the same ``RᵀR`` (a block's own factor ``qr(rows).R``: blocks
+        factored apart, on other processes, then stacked, give the same ``R̃`` up to signs,
+        which leave the labels and the residual as they are)."""
+        self.r = square_factor(torch.cat([self.r, rows]))
+        self.rows += count
 
     def labels(self) -> Tensor:
         """The least-norm ``y_s*`` of the rows absorbed so far."""
@@ -119,3 +127,10 @@ class LabelSolve:
         """``‖y_t − A y_s*‖²_F / n_t`` over the rows absorbed so far (``‖d‖² / n_t``)."""
         d = self.r[self.n :, self.n :]
         return float(d.pow(2).sum() / max(self.rows, 1))
+
+
+def square_factor(rows: Tensor) -> Tensor:
+    """``qr(rows).R``, padded with zero rows to a square matrix while ``rows`` has fewer rows than columns."""
+    r = torch.linalg.qr(rows, mode="r").R
+    missing = rows.shape[1] - len(r)
+    return torch.cat([r, r.new_zeros(missing, r.shape[1])]) if missing > 0 else r

@@ -210,3 +210,28 @@ class RunDir:
             return int(load_tensors(self.checkpoint, "the checkpoint")["iteration"])
         except (UserError, KeyError, TypeError, ValueError):
             return None
+
+
+class FollowerRun(RunDir):
+    """The run directory as a process of a distributed run other than rank 0 sees it: it
+    reads what rank 0 wrote (the config and checkpoint of a resumed run, the log) and writes
+    nothing; the data ``eval.select: best_train`` keeps stays in memory."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path)
+        self.kept: dict[str, Any] | None = None
+
+    def _written_by_rank_0(self, *args: Any, **kwargs: Any) -> None:
+        """Rank 0 claims and makes the directory and writes every run file."""
+
+    claim = create = write_config = write_metrics = write_labels = _written_by_rank_0
+    start_log = append_log = save_checkpoint = write_checkpoint = _written_by_rank_0
+
+    def keep_best(self, state: dict[str, Any]) -> None:
+        self.kept = {k: v.clone() if hasattr(v, "clone") else v for k, v in state.items()}
+
+    def load_best(self, map_location: Any = "cpu") -> dict[str, Any]:
+        return self.kept if self.kept is not None else super().load_best(map_location)
+
+    def close(self) -> None:
+        """Nothing to finish: a follower draws no curves."""

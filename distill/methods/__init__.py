@@ -25,23 +25,30 @@ from ..rundir import RunDir
 @dataclass(frozen=True)
 class Method:
     """One entry of the table: the module that runs it, how ``show`` summarises it, whether
-    a run can be resumed, and whether it holds distilled data to evaluate."""
+    a run can be resumed, whether it holds distilled data to evaluate, and whether it runs
+    over several processes (its ``run`` then takes a ``group``)."""
 
     module: str
     summarize: Callable[[RunDir, Config], str]
     resumable: bool = True
     evaluates: bool = True
+    distributed: bool = False
 
     def implementation(self) -> ModuleType:
         return importlib.import_module(self.module)
 
 
 METHODS: dict[str, Method] = {
-    "distill": Method("distill.methods.bilevel", summarize_distillation),
+    "distill": Method("distill.methods.bilevel", summarize_distillation, distributed=True),
     "continual": Method("distill.methods.continual", summarize_continual, evaluates=False),
-    **{name: Method("distill.methods.kernel", summarize_kernel) for name in KERNEL_METHODS},
+    **{name: Method("distill.methods.kernel", summarize_kernel, distributed=True) for name in KERNEL_METHODS},
     **{name: Method("distill.methods.baseline", summarize_baseline, resumable=False, evaluates=False) for name in BASELINES},
 }
+
+
+def distributed_methods() -> list[str]:
+    """The methods that run over several processes."""
+    return [name for name, entry in METHODS.items() if entry.distributed]
 
 
 def method(name: str) -> Method:

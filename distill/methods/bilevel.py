@@ -15,8 +15,9 @@ from ..build import Setup, build, new_distilled_data, sampler_of
 from ..config import Config, validate
 from ..datasets import ArrayDataset
 from ..distiller import OuterSettings, distill
+from ..distributed import SOLO, Group
 from ..errors import UserError
-from ..evaluate import Evaluation, evaluate as train_and_test
+from ..evaluate import Accuracy, Evaluation, evaluate as train_and_test, test_accuracies
 from ..files import load_tensors, save_tensors
 from ..inits import FixedInit, InitSampler, RandomInit
 from ..rundir import RunDir
@@ -33,10 +34,13 @@ def run(
     resume: bool = False,
     overwrite: bool = False,
     on_iteration: Callable[[int], None] | None = None,
+    group: Group = SOLO,
 ) -> dict[str, Any]:
     """Distill as ``config`` says into ``run`` (``run_experiment`` has checked that the
     directory may be written, and that a resumed run's config is this one); returns the
-    metrics written to ``metrics.json``."""
+    metrics written to ``metrics.json``. In a distributed run (``group``) every rank runs
+    this, rank 0 alone writes (the others get a ``FollowerRun``), and the final held-out
+    networks are split among the ranks."""
     checkpoint = run.load_checkpoint() if resume else None
     earlier_evaluations = earlier_evaluations_of(run) if resume else []
 
@@ -46,14 +50,18 @@ def run(
     run.create(overwrite)
     if not resume:
         run.write_config(config.model_dump(mode="json"))
-    distill(outer_settings(config), data, setup.net, sampler, setup.real, run, checkpoint=checkpoint, on_iteration=on_iteration)
+    distill(outer_settings(config), data, setup.net, sampler, setup.real, run, checkpoint=checkpoint, on_iteration=on_iteration,
+            group=group)
 
     data = data.cpu()
-    data.save(run.distilled)
-    save_init(run, config, setup, sampler)
+    if group.main:
+        data.save(run.distilled)
+        save_init(run, config, setup, sampler)
     started = time.perf_counter()
-    evaluation = evaluate_held_out(setup, data, sampler, config.eval.models)
+    evaluation = evaluate_held_out(setup, data, sampler, config.eval.models, group)
     eval_seconds = time.perf_counter() - started
+    if not group.main:
+        return {"method": config.method, "test_acc": evaluation.test_acc.as_dict()}
     last = last_progress(run)
     save_pictures(run, data, setup.dataset)
     if data.learns_labels:
@@ -159,10 +167,13 @@ def save_pictures(run: RunDir, data: DistilledData, dataset: ArrayDataset) -> No
         save_grid(run.grid, data.x, labels, lrs, dataset.mean, dataset.std, dataset.class_names)
 
 
-def evaluate_held_out(setup: Setup, data: DistilledData, sampler: InitSampler, models: int) -> Evaluation:
-    """Train ``models`` held-out networks (the one fixed network for fixed init) on ``data``."""
-    thetas = sampler.held_out(models).to(setup.device)
-    return train_and_test(setup.net, data, thetas, setup.real.test_x, setup.real.test_y, setup.config.eval.batch_size)
+def evaluate_held_out(setup: Setup, data: DistilledData, sampler: InitSampler, models: int, group: Group = SOLO) -> Evaluation:
+    """Train ``models`` held-out networks (the one fixed network for fixed init) on ``data``;
+    each rank of ``group`` trains its share of them."""
+    thetas = sampler.held_out(models)
+    before, after = test_accuracies(setup.net, data, thetas[group.share(len(thetas))].to(setup.device), setup.real.test_x,
+                                    setup.real.test_y, setup.config.eval.batch_size)
+    return Evaluation(test_acc=Accuracy.of(group.gather(after)), before=Accuracy.of(group.gather(before)))
 
 
 def evaluate(run: RunDir, config: Config, models: int | None = None) -> Evaluation:

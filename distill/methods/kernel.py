@@ -17,6 +17,7 @@ from torch import Tensor
 from ..build import resolve_device
 from ..config import Config
 from ..datasets import ArrayDataset, load_dataset
+from ..distributed import SOLO, Group
 from ..errors import DivergenceError, UserError
 from ..evaluate import Accuracy, accuracies
 from ..functional import FunctionalNet
@@ -108,8 +109,11 @@ def solve_settings(config: Config) -> SolveSettings:
 
 def run(
     config: Config, run: RunDir, resume: bool = False, overwrite: bool = False, on_iteration: Callable[[int], None] | None = None,
+    group: Group = SOLO,
 ) -> dict[str, Any]:
-    """Run KIP or Label Solve as ``config`` says into ``run`` (checked by ``run_experiment``)."""
+    """Run KIP or Label Solve as ``config`` says into ``run`` (checked by ``run_experiment``).
+    Over several processes (``group``) they share the kernel blocks of every step; rank 0
+    alone evaluates and writes."""
     checkpoint = run.read_checkpoint({"iteration", "seconds"}) if resume else None
     setup = kernel_setup(config)
     support = new_support(setup)
@@ -117,9 +121,11 @@ def run(
     if not resume:
         run.write_config(config.model_dump(mode="json"))
     if config.method == "kip":
-        kip(kip_settings(config), setup.kernel, support, setup.targets, run, checkpoint, on_iteration)
+        kip(kip_settings(config), setup.kernel, support, setup.targets, run, checkpoint, on_iteration, group=group)
     else:
-        label_solve(solve_settings(config), setup.kernel, support, setup.targets, run, checkpoint, on_iteration)
+        label_solve(solve_settings(config), setup.kernel, support, setup.targets, run, checkpoint, on_iteration, group=group)
+    if not group.main:
+        return {"method": config.method}
     support.save(run.support)
     evaluation_started = time.perf_counter()
     krr, transfer = evaluate_support(setup, support, config.kip.transfer.models)

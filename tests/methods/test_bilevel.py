@@ -201,7 +201,7 @@ def test_the_run_ends_with_the_data_of_its_best_scoring_evaluation(quick_config,
     """Scores forced to peak at iteration 2 of 6: distilled.pt must be the data a 2-iteration
     run of the same schedule ends with, and the metrics name iteration 2."""
     scores = iter([0.2, 0.7, 0.5, 0.7, 0.1, 0.3])
-    monkeypatch.setattr(distiller.BestOnTrain, "score", lambda self, net, trained, batch_size: next(scores))
+    monkeypatch.setattr(distiller.BestOnTrain, "score", lambda self, net, trained, batch_size, group: next(scores))
     metrics = run_experiment(quick_config(*SELECT), tmp_path / "selected")
     monkeypatch.undo()
     assert [float(r["select_acc"]) for r in log_of(tmp_path / "selected") if r["select_acc"]] == [0.2, 0.7, 0.5, 0.7, 0.1, 0.3]
@@ -238,7 +238,7 @@ def test_an_interrupted_selecting_run_resumes_to_the_same_choice(quick_config, t
 
     def forced_scores():
         scores = iter([0.2, 0.7, 0.5, 0.6, 0.7, 0.3])
-        return lambda self, net, trained, batch_size: next(scores)
+        return lambda self, net, trained, batch_size, group: next(scores)
 
     config = quick_config(*SELECT)
     monkeypatch.setattr(distiller.BestOnTrain, "score", forced_scores())
