@@ -315,3 +315,30 @@ def test_a_two_process_kip_run_writes_the_run_of_one_process(tmp_path):
     assert torch.allclose(one["x"], two["x"], atol=1e-4, rtol=0) and torch.allclose(one["labels"], two["labels"], atol=1e-4, rtol=0)
     logs = [(tmp_path / run / "log.csv").read_text().splitlines() for run in ("one", "two")]
     assert len(logs[0]) == len(logs[1]) == 4, "rank 0 alone logs, a row per step"
+
+
+API_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    from distill import Distiller
+    from distill.datasets import load_dataset
+    digits = load_dataset("digits")
+    d = Distiller(model="mlp", hidden=[32], n=20, steps=2, epochs=1, init="random", models_per_iteration=4, max_iter=3,
+                  eval_models=2, device="cpu").fit(digits.train_x, digits.train_y)
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    torch.save(d.data_.x.detach(), sys.argv[1] + f".{rank}")
+""")
+
+
+@pytest.mark.slow
+def test_the_python_api_under_torchrun_splits_the_work_and_ends_alike_on_every_rank(tmp_path):
+    script = tmp_path / "fit.py"
+    script.write_text(API_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(script), str(tmp_path / "one")], env=env, check=True, timeout=LAUNCH_TIMEOUT_S)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master-addr", "127.0.0.1",
+                           "--master-port", str(free_port()), str(script), str(tmp_path / "two")], env=env, capture_output=True,
+                          text=True, timeout=LAUNCH_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, rank0, rank1 = (torch.load(tmp_path / name, weights_only=True) for name in ("one.0", "two.0", "two.1"))
+    assert torch.equal(rank0, rank1), "every rank takes the same steps"
+    assert torch.allclose(one, rank0, atol=1e-5, rtol=0)
