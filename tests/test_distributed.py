@@ -250,6 +250,7 @@ def test_a_two_process_run_writes_the_run_of_one_process(tmp_path):
     metrics = [(tmp_path / run / "metrics.json").read_text() for run in ("one", "two")]
     import json
     accs = [json.loads(m)["test_acc"] for m in metrics]
+    assert [json.loads(m)["processes"] for m in metrics] == [1, 2]
     assert accs[0]["n"] == accs[1]["n"] == 5 and abs(accs[0]["mean"] - accs[1]["mean"]) < 0.02
     assert not list((tmp_path / "two").glob(".*")), "no temporary files left"
 

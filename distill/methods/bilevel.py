@@ -82,6 +82,7 @@ def run(
         "final_loss": last["loss"],
         "lrs": [round(v, 6) for v in data.lrs().tolist()],
         "device": str(setup.device),
+        "processes": group.size,
     }
     log = run.read_log()
     if config.eval.select == "best_train" and any(r.get("select_acc") for r in log):

@@ -151,6 +151,7 @@ def run(
         "eval_seconds": round(eval_seconds, 2),
         "threads": torch.get_num_threads(),
         "device": str(setup.device),
+        "processes": group.size,
     }
     run.write_metrics(metrics)
     return metrics
