@@ -157,7 +157,9 @@ def kernel_row(row: dict) -> str:
     paper, transfer_paper = row.get("paper") or {}, row.get("transfer_paper") or {}
     sources = "; ".join(p["source"] for p in (paper, transfer_paper) if "source" in p)
     if not run.metrics.exists():
-        return f"| {row['name']} | {row['what']} | not run | {paper_text(paper)} | — | — | {paper_text(transfer_paper)} | — | — | {sources} |"
+        status = f"stopped: {row['stopped']}" if "stopped" in row else "not run"
+        return (f"| {row['name']} | {row['what']} | {status} | {paper_text(paper)} | — | — | {paper_text(transfer_paper)} | — | — "
+                f"| {sources} |")
     m = run.read_metrics()
     krr, transfer = 100 * m["krr_acc"]["mean"], m["transfer_acc"]
     diff = "—" if paper.get("acc") is None else f"{krr - paper['acc']:+.2f}"
