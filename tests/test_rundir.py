@@ -81,3 +81,26 @@ def test_a_corrupt_checkpoint_says_how_to_start_again(tmp_path):
     with pytest.raises(UserError, match="lacks data, optimizer"):
         run.load_checkpoint()
     assert run.checkpointed_iteration() == 1
+
+
+def test_a_follower_reads_what_rank_0_wrote_and_writes_nothing(tmp_path):
+    from distill.rundir import FollowerRun
+
+    main = RunDir(tmp_path / "run")
+    main.create()
+    main.write_config({"method": "distill"})
+    main.start_log(fields=("iteration", "loss", "seconds"))
+    main.append_log({"iteration": 1, "loss": 0.5, "seconds": 1.0})
+    before = {p.name: p.read_bytes() for p in main.path.iterdir()}
+    follower = FollowerRun(main.path)
+    follower.claim(resume=True)
+    follower.create(overwrite=True)
+    follower.write_config({"method": "other"})
+    follower.start_log()
+    follower.append_log({"iteration": 2, "loss": 0.4, "seconds": 2.0})
+    follower.write_metrics({"test_acc": 1.0})
+    follower.write_checkpoint({"iteration": 2})
+    follower.keep_best({"x": torch.ones(2)})
+    assert {p.name: p.read_bytes() for p in main.path.iterdir()} == before
+    assert follower.read_config() == {"method": "distill"} and len(follower.read_log()) == 1
+    assert torch.equal(follower.load_best()["x"], torch.ones(2)), "the kept data stays in memory"
