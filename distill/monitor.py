@@ -26,8 +26,8 @@ PICTURES = ("grid.png", "continual.png", "curves.png")  # the run's pictures tha
 class MonitoredRun(RunDir):
     """A ``RunDir`` whose log is drawn to ``curves.png`` and, given ``tensorboard`` (a folder
     checked by ``board.board_folder``), written as TensorBoard events there. Call ``close``
-    when the run ends, however it ends. When distributed runs come, only rank 0 draws and
-    writes events: an ``is_main_process()`` check here (no board, no drawing elsewhere)."""
+    when the run ends, however it ends. In a distributed run only rank 0 has one (the other
+    ranks get a ``rundir.FollowerRun``): one drawing, one event file."""
 
     def __init__(self, path: str | Path, tensorboard: str | Path | None = None) -> None:
         super().__init__(path)
