@@ -109,7 +109,9 @@ WORKER = textwrap.dedent("""
             group.mean_([torch.ones(3)])
     except (UserError, PeerLost) as error:
         print(f"{type(error).__name__}: {error}", flush=True)
+        torch.distributed.destroy_process_group()  # as distill.distributed.join's exit handler does
         sys.exit(2)
+    torch.distributed.destroy_process_group()
     print("done", flush=True)
 """)
 
