@@ -46,7 +46,8 @@ def torchrun(args: list[str], cwd: Path, processes: int = 2) -> subprocess.Compl
 
 
 def errors_of(done: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in done.stderr.splitlines() if "distill: error:" in line or line.startswith("distill: ")]
+    """The ``distill: ...`` messages of all ranks (two ranks writing at once may share a line)."""
+    return ["distill: " + part.split("\n")[0] for part in done.stderr.split("distill: ")[1:]]
 
 
 # --- the split, in one process ------------------------------------------------------------
