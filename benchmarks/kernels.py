@@ -41,14 +41,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from distill.kernels import KernelSpec  # noqa: E402
+from machine import machine_info  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 RESULTS = ROOT / "benchmarks" / "results"
 TIME_BUDGET_S = 2.0
@@ -314,27 +312,6 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], Section]] = {
 # --- reporting ----------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            return next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
-
-
-def machine_info() -> dict:
-    return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "load_average_at_start": os.getloadavg(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-    }
-
-
 def markdown(info: dict, sections: list[Section], seconds: float) -> str:
     lines = [
         "# Kernel benchmark: distill.kernels (NNGP / NTK, NTK parameterisation, σ_w = √2, σ_b = 0.1)",
@@ -369,7 +346,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    info = machine_info()
+    info = machine_info(threads=torch.get_num_threads())
     start = time.perf_counter()
     sections = [SECTIONS[name](args) for name in args.sections]
     seconds = time.perf_counter() - start

@@ -32,14 +32,12 @@ import argparse
 import csv
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,14 +130,6 @@ def exchange_seconds(processes: int, args: argparse.Namespace) -> dict:
     return {"processes": processes, "numel": numel, "bytes": 4 * numel, "seconds": seconds}
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            return next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
-
-
 def speed_up(one: float | None, seconds: float) -> str:
     return "—" if one is None else f"{one / seconds:.2f}×"
 
@@ -150,7 +140,7 @@ def markdown(info: dict, runs: list[dict], exchanges: list[dict], kip_runs: list
     lines = [
         "# Scaling: one distillation over several processes",
         "",
-        f"{info['date']} · {info['cpu']} ({info['cpu_count']} CPUs, load {info['load'][0]:.2f} at start) · torch "
+        f"{info['date']} · {info['cpu']} ({info['cpu_count']} CPUs, load {info['load_average_at_start'][0]:.2f} at start) · torch "
         f"{info['torch']} · `python benchmarks/scaling.py {' '.join(sys.argv[1:])}`",
         "",
         f"## Seconds per outer iteration: {case}, random init, K = {args.models} in all, T = 30 (10 steps × 3 epochs)",
@@ -199,10 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.exchange_worker:
         exchange_worker(args.exchange_worker)
         return
-    import torch
+    from machine import machine_info  # benchmarks/machine.py, beside this script (it imports torch)
 
-    info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-            "load": os.getloadavg(), "torch": torch.__version__, "python": platform.python_version()}
+    info = machine_info(threads_per_process=args.threads)
     runs, kip_runs = [], []
     for w in args.processes:
         runs.append(iteration_seconds(w, args, case_overrides(args)))

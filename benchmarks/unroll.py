@@ -63,14 +63,11 @@ import dataclasses
 import functools
 import gc
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +81,7 @@ from distill.functional import FunctionalNet  # noqa: E402
 from distill.inits import init_weights  # noqa: E402
 from distill.models import build_model  # noqa: E402
 from distill.unroll import hypergradient, outer_batch_plan, train  # noqa: E402
+from machine import machine_info as shared_machine_info  # noqa: E402  (benchmarks/machine.py)
 
 INPUT_SHAPE = (1, 28, 28)
 CLASSES = 10
@@ -362,26 +360,8 @@ def evaluate_goals(rows: list[dict]) -> list[dict]:
 # --- reporting ---------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            return next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
-
-
 def machine_info(args: argparse.Namespace, threads: int) -> dict:
-    info = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "load_average_at_start": os.getloadavg(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": threads,
-        "device": args.device,
-    }
+    info = shared_machine_info(threads=threads, device=args.device)
     if args.device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(args.device)
     return info
