@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,8 +72,14 @@ def normalise(pixels: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...
     return torch.from_numpy(pixels).sub_(torch.tensor(mean).view(shape)).div_(torch.tensor(std).view(shape))
 
 
-def from_images(name: str, arrays: images.ImageArrays) -> ArrayDataset:
-    """Normalise (in place) the arrays a reader returned and wrap them as an ArrayDataset."""
+def from_images(name: str, arrays: images.ImageArrays, normalised: bool = True) -> ArrayDataset:
+    """Normalise (in place) the arrays a reader returned and wrap them as an ArrayDataset.
+
+    ``normalised=False`` keeps the pixels in [0, 1] (``mean`` 0 and ``std`` 1 for every
+    channel), as Lopez-Paz & Ranzato's GEM benchmarks feed them."""
+    if not normalised:
+        channels = len(arrays.mean)
+        arrays = replace(arrays, mean=(0.0,) * channels, std=(1.0,) * channels)
     return ArrayDataset(
         name=name,
         train_x=normalise(arrays.train_x, arrays.mean, arrays.std),
@@ -87,21 +93,25 @@ def from_images(name: str, arrays: images.ImageArrays) -> ArrayDataset:
     )
 
 
-IMAGE_OPTIONS = ("resize", "channels")
+IMAGE_OPTIONS = ("resize", "channels", "normalise")
 
 
 def load_images(name: str, root: Path, download: bool, **options: object) -> ArrayDataset:
     """Read image dataset ``name`` with its reader and normalise it.
 
     Options: ``resize`` (a side, or [height, width]) and ``channels``, applied to the
-    pixels once before normalisation (:mod:`distill.datasets.reshape`).
+    pixels once before normalisation (:mod:`distill.datasets.reshape`), and ``normalise``
+    (true: ``(pixel − mean_c)/std_c``; false: pixels in [0, 1]).
     """
     unknown_options = sorted(set(options) - set(IMAGE_OPTIONS))
     if unknown_options:
         raise UserError(
             f"image dataset '{name}' takes only the options {', '.join(IMAGE_OPTIONS)}; got: {', '.join(unknown_options)}"
         )
-    return from_images(name, reshape_images(images.READERS[name](root, download), **options))
+    normalised = options.pop("normalise", True)
+    if not isinstance(normalised, bool):
+        raise UserError(f"dataset.normalise must be true or false, got {normalised!r}")
+    return from_images(name, reshape_images(images.READERS[name](root, download), **options), normalised)
 
 
 def load_text(name: str, root: Path, download: bool, **options: object) -> ArrayDataset:

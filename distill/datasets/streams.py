@@ -125,9 +125,10 @@ def load_stream(
     seed: int = 0,
     root: str | Path = "data",
     download: bool = False,
+    **options: object,
 ) -> tuple[ArrayDataset, list[Task]]:
     """The dataset of stream ``name`` and its tasks. Permuted streams need ``samples_per_task``;
-    split streams need ``classes_per_task``."""
+    split streams need ``classes_per_task``; ``options`` are the dataset's (e.g. ``normalise``)."""
     if name not in STREAMS:
         raise unknown("stream", name, STREAMS)
     spec = STREAMS[name]
@@ -140,7 +141,7 @@ def load_stream(
             f"continual.stream: {tasks} tasks x {classes_per_task} classes = {tasks * classes_per_task} classes, "
             f"but {spec.dataset} has {spec.classes}: the tasks must split its classes exactly"
         )
-    dataset = load_dataset(spec.dataset, root=root, download=download)
+    dataset = load_dataset(spec.dataset, root=root, download=download, **options)
     if spec.kind == "permuted":
         return dataset, permuted_stream(dataset, tasks, samples_per_task, seed)
     return dataset, split_stream(dataset, tasks, classes_per_task, samples_per_task, seed)

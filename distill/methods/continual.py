@@ -89,7 +89,7 @@ def run(
     device = resolve_device(config.run.device)
     dataset, tasks = load_stream(
         c.stream.name, c.stream.tasks, c.stream.samples_per_task, c.stream.classes_per_task,
-        seed=config.seed, root=config.dataset.root, download=config.dataset.download,
+        seed=config.seed, root=config.dataset.root, download=config.dataset.download, **config.dataset.options,
     )
     check_memory(tasks, c.memory_per_task, c.memory == "distilled")
     checkpoint = run.read_checkpoint(CHECKPOINT_KEYS, map_location=device) if resume else None

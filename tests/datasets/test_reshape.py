@@ -63,7 +63,7 @@ def test_rgb_to_grey_is_luma_normalised_with_train_statistics():
         ({"resize": [28]}, "dataset.resize must be"),
         ({"channels": "rgb"}, "dataset.channels must be 1 \\(grey\\) or 3 \\(RGB\\)"),
         ({"channels": 2}, "dataset.channels must be 1 \\(grey\\) or 3 \\(RGB\\); got 2"),
-        ({"size": 28}, "takes only the options resize, channels; got: size"),
+        ({"size": 28}, "takes only the options resize, channels, normalise; got: size"),
     ],
 )
 def test_bad_resize_and_channel_options(options, message):
@@ -76,3 +76,22 @@ def test_two_channel_images_cannot_become_three():
                                 np.zeros(1), (0.5,) * 2, (0.2,) * 2, ("a",))
     with pytest.raises(UserError, match="cannot turn 2-channel images into 3 channels"):
         reshape.reshape_images(arrays, channels=3)
+
+
+def test_normalise_false_keeps_the_pixels_in_unit_range(digits):
+    raw = load_dataset("digits", normalise=False)
+    assert raw.mean == (0.0,) and raw.std == (1.0,)
+    np.testing.assert_allclose(raw.train_x.numpy(), unnormalise(digits.train_x, digits).numpy(), atol=1e-6)
+    assert raw.train_x.min() == 0 and raw.train_x.max() == 1
+
+
+def test_normalise_must_be_a_boolean():
+    with pytest.raises(UserError, match="dataset.normalise must be true or false, got 'no'"):
+        load_dataset("digits", normalise="no")
+
+
+def test_a_stream_reads_its_dataset_with_the_options():
+    from distill.datasets.streams import load_stream
+
+    dataset, tasks = load_stream("permuted_digits", 2, 50, normalise=False)
+    assert dataset.mean == (0.0,) and 0 <= tasks[1].train_x.min() and tasks[1].train_x.max() <= 1

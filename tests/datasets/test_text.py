@@ -394,7 +394,7 @@ def test_glove_path_absolute_and_missing_words_random(tmp_path):
 
 
 def test_options(tmp_path):
-    with pytest.raises(UserError, match="dataset 'digits' takes only the options resize, channels; got: embed_dim"):
+    with pytest.raises(UserError, match="dataset 'digits' takes only the options resize, channels, normalise; got: embed_dim"):
         load_dataset("digits", embed_dim=50)
     with pytest.raises(UserError, match="unknown option for dataset 'trec6' 'embed_dims'.*did you mean 'embed_dim'"):
         load_dataset("trec6", root=tmp_path, embed_dims=50)
