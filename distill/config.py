@@ -46,7 +46,11 @@ class DatasetConfig(BaseModel):
     ``svhn``, ``usps``) take ``resize`` (a side ``s`` or ``[h, w]``: resampled bilinearly once
     at load time, antialiased when shrinking) and ``channels`` (1 or 3: ``1 → 3`` repeats the
     grey channel, ``3 → 1`` takes the luma ``0.299 R + 0.587 G + 0.114 B``); both default to
-    keeping the files' own size and channels.
+    keeping the files' own size and channels. ``normalise`` (default ``true``) standardises each
+    channel with the training split's constants, ``(pixel − mean_c)/std_c``; ``false`` keeps the
+    pixels in [0, 1], as Lopez-Paz & Ranzato's GEM benchmarks do
+    (``experiments/permuted_mnist_gem_real_reference.yaml``). Continual streams read their
+    dataset with these options too.
 
     Text datasets (``imdb``, ``sst5``, ``trec6``, ``trec50``) take ``glove``
     (``glove/glove.6B.zip``: the GloVe file, ``.txt``, ``.txt.gz`` or the 6B ``.zip``,
