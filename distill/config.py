@@ -392,6 +392,11 @@ class KipConfig(Section):
 
     steps: PositiveInt = Field(200, description="KIP: Adam steps (Label Solve has no steps: it makes one pass over the targets)")
     lr: PositiveFloat = Field(0.01, description="KIP: Adam's learning rate for the support inputs and labels")
+    decay_steps: PositiveInt | None = Field(
+        None, description="KIP: steps between decays of Adam's learning rate, `lr · decay_factor^⌊t / decay_steps⌋` "
+        "(null: `lr` throughout)"
+    )
+    decay_factor: PositiveFloat = Field(0.5, description="KIP: factor of each decay of the learning rate")
     betas: tuple[Number, Number] = Field((0.9, 0.999), description="KIP: Adam's betas, each in [0, 1)")
     target_batch: PositiveInt = Field(
         1000, description="KIP: class-balanced target samples drawn afresh every step (at most the target set)"

@@ -49,13 +49,16 @@ class KernelFamily(Protocol):
 
 @dataclass(frozen=True)
 class KipSettings:
-    """KIP's optimisation: ``steps`` Adam steps (``lr``, ``betas``) on target batches of
-    ``target_batch`` samples, ridge ``reg``; augmentation ``augment`` of a ``augment_fraction``
-    of every batch; logging (with the KRR accuracy on the held-out samples) every ``log_every``
-    steps, a checkpoint every ``checkpoint_every``."""
+    """KIP's optimisation: ``steps`` Adam steps (``betas``) on target batches of
+    ``target_batch`` samples, ridge ``reg``, at the learning rate ``lr_at(t)`` (``lr``, times
+    ``decay_factor`` every ``decay_steps`` steps); augmentation ``augment`` of a
+    ``augment_fraction`` of every batch; logging (with the KRR accuracy on the held-out
+    samples) every ``log_every`` steps, a checkpoint every ``checkpoint_every``."""
 
     steps: int = 1000
     lr: float = 0.01
+    decay_steps: int | None = None
+    decay_factor: float = 0.5
     betas: tuple[float, float] = (0.9, 0.999)
     target_batch: int = 1000
     reg: float = 1e-6
@@ -67,6 +70,12 @@ class KipSettings:
     checkpoint_every: int | None = 100
     progress: bool = False
     fingerprint: str = ""
+
+    def lr_at(self, step: int) -> float:
+        """Adam's learning rate at (0-based) step ``t``: ``lr · decay_factor^⌊t / decay_steps⌋``
+        (``lr`` throughout without ``decay_steps``). A function of the step alone, so a resumed
+        run continues the schedule exactly."""
+        return self.lr if self.decay_steps is None else self.lr * self.decay_factor ** (step // self.decay_steps)
 
 
 @dataclass
@@ -156,6 +165,8 @@ def kip(
             x_t, y_t = targets.batch(settings.target_batch, step, settings)
             k = kernel.draw(generator(settings.seed, Stream.KIP_KERNEL, step))
             labels_t = centred_one_hot(y_t, targets.num_classes, support.x.dtype)
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = settings.lr_at(step)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_and_gradients(k, support, x_t, labels_t, settings.reg, group)
             if not torch.isfinite(loss):

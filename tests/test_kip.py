@@ -83,6 +83,31 @@ def test_kip_resumed_from_a_checkpoint_ends_exactly_where_an_uninterrupted_run_d
     assert [r["iteration"] for r in run.read_log()] == ["2", "4", "6"]
 
 
+def test_the_learning_rate_decays_by_the_factor_every_decay_steps():
+    decayed = KipSettings(lr=0.04, decay_steps=3, decay_factor=0.5)
+    assert [decayed.lr_at(t) for t in range(7)] == [0.04, 0.04, 0.04, 0.02, 0.02, 0.02, 0.01]
+    assert KipSettings(lr=0.04).lr_at(10_000) == 0.04
+
+
+def test_a_decayed_kip_run_follows_the_constant_one_until_the_first_decay_and_resumes_exactly(digits, tmp_path):
+    targets, _ = digits
+    decayed = replace(SETTINGS, decay_steps=2, decay_factor=0.1)
+    for steps, same in ((2, True), (3, False)):
+        constant = kip(replace(SETTINGS, steps=steps), Rbf(), support_of(targets, learn_labels=True), targets)
+        early = kip(replace(decayed, steps=steps), Rbf(), support_of(targets, learn_labels=True), targets)
+        assert torch.equal(early.x, constant.x) is same
+
+    (tmp_path / "a").mkdir()
+    whole = kip(decayed, Rbf(), support_of(targets, learn_labels=True), targets, RunDir(tmp_path / "a"))
+    run = RunDir(tmp_path / "b")
+    run.path.mkdir()
+    with pytest.raises(Stop):
+        kip(decayed, Rbf(), support_of(targets, learn_labels=True), targets, run, on_iteration=stop_after(3))
+    resumed = kip(decayed, Rbf(), support_of(targets, learn_labels=True), targets, run,
+                  checkpoint=run.read_checkpoint({"iteration"}))
+    assert torch.equal(resumed.x, whole.x) and torch.equal(resumed.y, whole.y)
+
+
 def test_kip_refuses_another_configs_checkpoint_and_an_impossible_target_batch(digits, tmp_path):
     targets, _ = digits
     run = RunDir(tmp_path)
