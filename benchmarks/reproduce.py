@@ -43,6 +43,7 @@ RUNS = ROOT / "benchmarks" / "results" / "runs"
 REPORT = ROOT / "benchmarks" / "results" / "reproduction.md"
 TRAIN_SIZES = {"mnist": 60000, "trec6": 5452, "sst5": 8544}
 KERNEL_METHODS = ("kip", "label_solve")
+CONTINUAL_METHODS = ("continual",)
 
 
 def load_rows(path: Path = FIGURES) -> list[dict]:
@@ -174,6 +175,21 @@ def kernel_row(row: dict) -> str:
             f"{paper_text(transfer_paper)} | {schedule} | {seconds:,.0f} s, {m.get('threads', '?')} thread(s) | {sources} |")
 
 
+def continual_row(row: dict) -> str:
+    """A row of the continual-learning table: final average accuracy (ACC), backward and
+    forward transfer (BWT, FWT) of the task stream, next to the paper's ACC."""
+    run = RunDir(RUNS / row["name"])
+    paper = row.get("paper") or {}
+    if not run.metrics.exists():
+        status = f"stopped: {row['stopped']}" if "stopped" in row else "not run"
+        return f"| {row['name']} | {row['what']} | {status} | {paper_text(paper)} | — | — | — | — | {paper.get('source', '')} |"
+    m = run.read_metrics()
+    acc = 100 * m["acc"]
+    diff = "—" if paper.get("acc") is None else f"{acc - paper['acc']:+.2f}"
+    return (f"| {row['name']} | {row['what']} | {acc:.2f} | {paper_text(paper)} | {diff} | {100 * m['bwt']:+.2f} | "
+            f"{100 * m['fwt']:+.2f} | {m['seconds']:,.0f} s | {paper.get('source', '')} |")
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -207,7 +223,8 @@ WRITE_UPS = [
 
 def write_report(rows: list[dict], path: Path = REPORT) -> None:
     kernel_rows = [r for r in rows if r.get("method") in KERNEL_METHODS]
-    rows = [r for r in rows if r.get("method") not in KERNEL_METHODS]
+    continual_rows = [r for r in rows if r.get("method") in CONTINUAL_METHODS]
+    rows = [r for r in rows if r.get("method") not in KERNEL_METHODS + CONTINUAL_METHODS]
     lines = [
         "# Reproduction report",
         "",
@@ -232,6 +249,13 @@ def write_report(rows: list[dict], path: Path = REPORT) -> None:
            "| row | what | KRR ours | KRR paper | diff | transfer ours | transfer paper | schedule | wall time | paper source |",
            "| --- | --- | --: | --: | --: | --: | --: | --- | --: | --- |",
            *[kernel_row(row) for row in kernel_rows], ""] if kernel_rows else []),
+        *(["## Continual learning (permuted MNIST, GEM)", "",
+           "ACC: the average test accuracy (%) over the tasks after the last one; BWT and FWT: backward and forward",
+           "transfer (Lopez-Paz & Ranzato) in points. Paper: Wang et al. (004_974dd8e9e9bd7831.txt) Table 4, ACC.",
+           "",
+           "| row | what | ACC ours | ACC paper | diff | BWT | FWT | wall time | paper source |",
+           "| --- | --- | --: | --: | --: | --: | --: | --: | --- |",
+           *[continual_row(row) for row in continual_rows], ""] if continual_rows else []),
         *(["† quoted from the paper from memory, not checked against the paper's text; see",
             "`benchmarks/paper_figures.yaml`.", ""] if any(not (r.get("paper") or {}).get("checked", True) for r in rows) else []),
         "Notes. Distillation rows are the run directories found in `benchmarks/results/runs/` (rows marked",

@@ -54,3 +54,14 @@ def test_report_row_gives_ours_paper_and_difference(reproduce, tmp_path, monkeyp
     line = reproduce.report_row(row)
     assert "| 66.70 ± 1.00 (n=200) | 68.6 ± 9.8 † | -1.90 | lr 0.1, 5 ep. | 12 s | cpu | Table 1 |" in line
     assert "not run" in reproduce.report_row({**row, "name": "missing"})
+
+
+def test_continual_row_gives_acc_against_the_paper_and_the_transfers(reproduce, tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "RUNS", tmp_path)
+    config = load_config(None, ["method=continual"])
+    run = finished_run(tmp_path / "g", config, acc=0.687)
+    run.write_metrics({**run.read_metrics(), "acc": 0.687, "bwt": -0.1257, "fwt": 0.0259})
+    row = {"name": "g", "what": "GEM", "experiment": "experiments/digits.yaml", "method": "continual",
+           "paper": {"acc": 67.4, "source": "Table 4"}}
+    assert reproduce.continual_row(row) == "| g | GEM | 68.70 | 67.4 | +1.30 | -12.57 | +2.59 | 12 s | Table 4 |"
+    assert "not run" in reproduce.continual_row({**row, "name": "missing"})
