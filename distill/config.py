@@ -490,6 +490,12 @@ class ContinualConfig(Section):
         ge=0,
         description="EWC's λ (with SGD, `lr·λ·Σ_k F_k` beyond about 2 diverges: λ = 10 did on permuted MNIST)",
     )
+    ewc_fisher: Literal["empirical", "memory_batch"] = Field(
+        "empirical",
+        description="EWC's Fisher of a finished task: `empirical`, `F = 1/N Σ_n (∇ℓ_n)²` over its training samples; "
+        "`memory_batch`, `F = (∇ 1/M Σ_n ℓ_n)²` over `memory_per_task` random samples of it, as Lopez-Paz & Ranzato's "
+        "GEM code computes it (whose penalty has no ½: its λ is half of ours)",
+    )
     epochs: PositiveInt = Field(1, description="SGD passes over each task")
     lr: PositiveFloat = Field(0.1, description="SGD's learning rate")
     batch_size: PositiveInt = Field(10, description="SGD's minibatch size")
@@ -501,6 +507,8 @@ class ContinualConfig(Section):
     def _consistent(self) -> "ContinualConfig":
         if self.memory == "distilled" and self.learner != "gem":
             raise ValueError("memory: distilled is GEM's episodic memory; set learner: gem")
+        if self.ewc_fisher != "empirical" and self.learner != "ewc":
+            raise ValueError(f"ewc_fisher: {self.ewc_fisher} is EWC's; set learner: ewc")
         if self.memory == "distilled" and self.memory_per_task % self.distill.steps:
             raise ValueError(
                 f"memory_per_task = {self.memory_per_task} cannot be split into distill.steps = {self.distill.steps} equal steps"

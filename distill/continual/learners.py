@@ -5,8 +5,10 @@ Every learner trains with plain SGD on the task at hand, ``θ ← θ − η·adj
 
     single   g unchanged (fine-tuning; forgets)
     ewc      g + λ Σ_k F_k ⊙ (θ − θ*_k)   (Kirkpatrick et al.), the gradient of the
-             penalty ½λ Σ_k Σ_i F_k,i (θ_i − θ*_k,i)², ``F_k`` the diagonal empirical
-             Fisher of task k at its final weights ``θ*_k``
+             penalty ½λ Σ_k Σ_i F_k,i (θ_i − θ*_k,i)², ``F_k`` a diagonal Fisher of
+             task k at its final weights ``θ*_k``: the empirical Fisher of its training
+             samples, or (``memory_batch``) the squared gradient of the mean loss of its
+             memory samples, as Lopez-Paz & Ranzato's GEM code computes it
     gem      GEM's projection of g against the memory gradients of all previous tasks
              (:mod:`distill.continual.gem`)
 
@@ -85,11 +87,23 @@ def fisher_diagonal(head: FunctionalNet, theta: Tensor, x: Tensor, y: Tensor) ->
     return total / len(y)
 
 
+def batch_fisher(head: FunctionalNet, theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    """``F_i = (∂/∂θ_i 1/M Σ_n ℓ(x_n, y_n; θ))²``, the square of the mean loss's gradient over
+    the ``M`` samples (Lopez-Paz & Ranzato's EWC, with ``M`` memory samples per task)."""
+    return grad(head.loss)(theta, x, y).square()
+
+
+FISHERS = {"empirical": fisher_diagonal, "memory_batch": batch_fisher}
+
+
 @dataclass
 class EWC:
-    """Elastic weight consolidation; keeps ``Σ_k F_k`` and ``Σ_k F_k ⊙ θ*_k`` (O(P) memory)."""
+    """Elastic weight consolidation; keeps ``Σ_k F_k`` and ``Σ_k F_k ⊙ θ*_k`` (O(P) memory).
+    ``fisher``: ``empirical`` (``fisher_diagonal`` of the task's training samples) or
+    ``memory_batch`` (``batch_fisher`` of the task's memory samples)."""
 
     strength: float
+    fisher: str = "empirical"
     fisher_sum: Tensor | None = None
     anchor_sum: Tensor | None = None
 
@@ -99,7 +113,7 @@ class EWC:
         return g + self.strength * (self.fisher_sum * theta - self.anchor_sum)
 
     def end_task(self, theta, head, task_x, task_y, memory) -> None:
-        fisher = fisher_diagonal(head, theta, task_x, task_y)
+        fisher = FISHERS[self.fisher](head, theta, *(memory if self.fisher == "memory_batch" else (task_x, task_y)))
         self.fisher_sum = fisher if self.fisher_sum is None else self.fisher_sum + fisher
         self.anchor_sum = fisher * theta if self.anchor_sum is None else self.anchor_sum + fisher * theta
 
@@ -140,11 +154,11 @@ class GEM:
         self.projections = state["projections"]
 
 
-def make_learner(kind: str, memory_strength: float, ewc_lambda: float) -> Learner:
+def make_learner(kind: str, memory_strength: float, ewc_lambda: float, ewc_fisher: str = "empirical") -> Learner:
     if kind == "single":
         return Single()
     if kind == "ewc":
-        return EWC(ewc_lambda)
+        return EWC(ewc_lambda, ewc_fisher)
     if kind == "gem":
         return GEM(memory_strength)
     raise ValueError(f"unknown learner {kind!r}")

@@ -100,7 +100,7 @@ def run(
 
     module = build_model(config.model.name, dataset.input_shape, dataset.num_classes, **config.model.options).to(device)
     heads = [head_of(module, task.classes) for task in tasks]
-    learner = make_learner(c.learner, c.memory_strength, c.ewc_lambda)
+    learner = make_learner(c.learner, c.memory_strength, c.ewc_lambda, c.ewc_fisher)
     shuffle, memory_gen = generator(config.seed, Stream.SHUFFLE), generator(config.seed, Stream.MEMORY)
     batch = config.eval.batch_size
     if checkpoint is None:
@@ -134,7 +134,7 @@ def run(
             )
         R[k] = task_accuracies(heads, tasks, theta, batch)
         memory = None
-        if c.learner == "gem" and c.memory == "real":
+        if (c.learner == "gem" and c.memory == "real") or (c.learner == "ewc" and c.ewc_fisher == "memory_batch"):
             memory = real_memory(x, y, c.memory_per_task, memory_gen)
         elif c.learner == "gem":
             task_run = RunDir(run.path / "memory" / f"task_{k + 1:02d}")

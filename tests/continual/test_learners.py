@@ -4,7 +4,7 @@ penalty (float64 autograd), and GEM's projection against every memory."""
 import torch
 
 from distill.continual.gem import project
-from distill.continual.learners import EWC, GEM, TaskHead, fisher_diagonal, head_of
+from distill.continual.learners import EWC, GEM, TaskHead, batch_fisher, fisher_diagonal, head_of
 from distill.functional import FunctionalNet
 from distill.models import build_model
 
@@ -35,6 +35,17 @@ def test_fisher_is_the_mean_squared_per_sample_gradient():
         (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(net.logits(t, x[i : i + 1]), y[i : i + 1]), t)
         expected += g**2 / 9
     assert torch.allclose(fisher_diagonal(net, theta, x, y), expected)
+
+
+def test_memory_batch_fisher_is_the_squared_gradient_of_the_mean_loss():
+    net = small_net()
+    theta = torch.randn(net.num_params, dtype=torch.float64, requires_grad=True)
+    x, y = torch.randn(10, 1, 3, 3, dtype=torch.float64), torch.randint(4, (10,))
+    (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(net.logits(theta, x), y), theta)
+    assert torch.allclose(batch_fisher(net, theta.detach(), x, y), g**2)
+    ewc = EWC(strength=1.0, fisher="memory_batch")
+    ewc.end_task(theta.detach(), net, x[:2], y[:2], (x, y))  # the memory, not the task's samples
+    assert torch.allclose(ewc.fisher_sum, g**2)
 
 
 def test_ewc_adds_the_gradient_of_its_penalty():

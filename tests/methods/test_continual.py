@@ -41,9 +41,11 @@ def test_gem_with_a_distilled_memory_writes_the_run_directory(tmp_path):
         run_experiment(config, tmp_path)
 
 
-@pytest.mark.parametrize("learner", ["single", "ewc", "gem"])
+@pytest.mark.parametrize("learner", ["single", "ewc", "ewc-memory_batch", "gem"])
 def test_every_learner_runs_through_the_cli(tmp_path, capsys, learner):
-    args = [f"--set={o}" for o in TINY + [f"continual.learner={learner}", "continual.stream.samples_per_task=100"]]
+    learner, _, fisher = learner.partition("-")
+    args = [f"--set={o}" for o in TINY + [f"continual.learner={learner}", "continual.stream.samples_per_task=100"]
+            + ([f"continual.ewc_fisher={fisher}"] if fisher else [])]
     assert main(["run", "-o", str(tmp_path), *args]) == 0
     assert "ACC" in capsys.readouterr().out
     assert main(["show", str(tmp_path)]) == 0
@@ -58,6 +60,7 @@ def test_every_learner_runs_through_the_cli(tmp_path, capsys, learner):
         (["continual.memory_per_task=101", "continual.stream.samples_per_task=100"], "larger than task 1's 100 training samples"),
         (["continual.memory=distilled", "continual.memory_per_task=5"], "fewer than the 10 classes"),
         (["continual.stream.samples_per_task=5000"], "exceeds the 1437 training samples"),
+        (["continual.ewc_fisher=memory_batch"], "ewc_fisher: memory_batch is EWC's; set learner: ewc"),
         (["continual.stream.name=split_cifar100", "continual.stream.classes_per_task=3"], "20 tasks x 3 classes"),
     ],
 )
