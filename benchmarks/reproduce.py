@@ -46,6 +46,12 @@ KERNEL_METHODS = ("kip", "label_solve")
 CONTINUAL_METHODS = ("continual",)
 
 
+def run_name(row: dict) -> str:
+    """The row's run directory under ``RUNS``: its ``run``, else its ``name`` (two rows may
+    report one run: its chosen data and, with ``figure: final``, the data at the end)."""
+    return row.get("run", row["name"])
+
+
 def load_rows(path: Path = FIGURES) -> list[dict]:
     return yaml.safe_load(path.read_text())["rows"]
 
@@ -92,7 +98,7 @@ def same_run(run: RunDir, config) -> bool:
 def run_row(row: dict, args: argparse.Namespace) -> str:
     """Run (or reuse) one row; returns what happened."""
     config = requested_config(row, args)
-    run = RunDir(RUNS / row["name"])
+    run = RunDir(RUNS / run_name(row))
     if same_run(run, config):
         return "reused"
     resume = args.resume and run.checkpoint.exists() and run.config.exists() and validate(run.read_config()) == config
@@ -116,7 +122,7 @@ def percent(value: float | None) -> str:
 
 
 def report_row(row: dict) -> str:
-    run = RunDir(RUNS / row["name"])
+    run = RunDir(RUNS / run_name(row))
     method = row.get("method", "distill")
     paper = row.get("paper") or {}
     paper_acc, paper_std = paper.get("acc"), paper.get("std")
@@ -127,15 +133,18 @@ def report_row(row: dict) -> str:
         status = f"stopped: {row['stopped']}" if "stopped" in row else "not run"
         return f"| {row['name']} | {row['what']} | {status} | {paper_text} | — | — | — | — | {paper.get('source', '')} |"
     m = run.read_metrics()
-    acc = m["test_acc"]
+    acc = final_test_acc(run) if row.get("figure") == "final" else m["test_acc"]
     ours = 100 * acc["mean"]
-    ours_text = f"{ours:.2f}" + (f" ± {100 * acc['std']:.2f}" if acc["n"] > 1 else "") + f" (n={acc['n']})"
+    spread = f" ± {100 * acc['std']:.2f}" if acc["n"] > 1 and acc["std"] is not None else ""
+    ours_text = f"{ours:.2f}{spread} (n={acc['n']})"
     diff = "—" if paper_acc is None else f"{ours - paper_acc:+.2f}"
     if method == "distill":
         full = full_iterations(row)
         done = m["iterations"]
         iterations = f"{done:,}" + ("" if done >= full else f" of {full:,} (shortened)")
-        if "selected" in m:
+        if row.get("figure") == "final":
+            iterations += "; the data at the end"
+        elif "selected" in m:
             iterations += f"; the data of iteration {m['selected']['iteration']:,}, best on training samples"
         seconds = m["seconds"] + m.get("eval_seconds", 0)
     else:
@@ -147,6 +156,18 @@ def report_row(row: dict) -> str:
             f"{seconds:,.0f} s | {m.get('device', '?')} | {source} |")
 
 
+def final_test_acc(run: RunDir) -> dict:
+    """The test accuracy of the data at the end of a distillation: ``log.csv``'s last row
+    (a run with ``eval.select`` keeps another iteration's data in ``metrics.json``), over
+    ``eval.models_during`` networks (one for a fixed initialisation)."""
+    rows = [r for r in run.read_log() if r.get("test_acc")]
+    if not rows:
+        raise UserError(f"{run.log} has no test accuracy: the row's figure: final needs eval.every > 0")
+    last, config = rows[-1], validate(run.read_config())
+    n = 1 if config.init.kind in ("fixed", "pretrained_fixed") else config.eval.models_during
+    return {"mean": float(last["test_acc"]), "std": None, "n": n}
+
+
 def paper_text(paper: dict) -> str:
     acc, std = paper.get("acc"), paper.get("std")
     return "—" if acc is None else f"{acc}" + (f" ± {std}" if std is not None else "")
@@ -154,7 +175,7 @@ def paper_text(paper: dict) -> str:
 
 def kernel_row(row: dict) -> str:
     """A row of the kernel-methods table: KRR and transfer accuracy next to the paper's."""
-    run = RunDir(RUNS / row["name"])
+    run = RunDir(RUNS / run_name(row))
     paper, transfer_paper = row.get("paper") or {}, row.get("transfer_paper") or {}
     sources = "; ".join(p["source"] for p in (paper, transfer_paper) if "source" in p)
     if not run.metrics.exists():
@@ -178,7 +199,7 @@ def kernel_row(row: dict) -> str:
 def continual_row(row: dict) -> str:
     """A row of the continual-learning table: final average accuracy (ACC), backward and
     forward transfer (BWT, FWT) of the task stream, next to the paper's ACC."""
-    run = RunDir(RUNS / row["name"])
+    run = RunDir(RUNS / run_name(row))
     paper = row.get("paper") or {}
     if not run.metrics.exists():
         status = f"stopped: {row['stopped']}" if "stopped" in row else "not run"

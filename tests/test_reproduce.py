@@ -65,3 +65,17 @@ def test_continual_row_gives_acc_against_the_paper_and_the_transfers(reproduce, 
            "paper": {"acc": 67.4, "source": "Table 4"}}
     assert reproduce.continual_row(row) == "| g | GEM | 68.70 | 67.4 | +1.30 | -12.57 | +2.59 | 12 s | Table 4 |"
     assert "not run" in reproduce.continual_row({**row, "name": "missing"})
+
+
+def test_a_final_figure_row_reports_the_last_logged_test_accuracy_of_the_run_it_names(reproduce, tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "RUNS", tmp_path)
+    config = load_config(None, ["init.kind=fixed", "eval.every=2", "eval.select=best_train"])
+    run = finished_run(tmp_path / "d", config, acc=0.95, iterations=4, selected={"iteration": 2})
+    run.log.write_text("iteration,loss,seconds,test_acc\n2,0.5,1,0.95\n3,0.4,2,\n4,0.3,3,0.9312\n")
+    row = {"name": "d_final", "run": "d", "what": "final", "experiment": "experiments/digits.yaml", "method": "distill",
+           "figure": "final", "paper": {"acc": 96.0, "source": "T3"}}
+    monkeypatch.setattr(reproduce, "full_iterations", lambda row: 4)
+    line = reproduce.report_row(row)
+    assert "| d_final | final | 93.12 (n=1) | 96.0 | -2.88 | 4; the data at the end |" in line
+    chosen = reproduce.report_row({**row, "name": "d", "figure": None})
+    assert "| 95.00 ± 1.00 (n=200) |" in chosen and "the data of iteration 2, best on training samples" in chosen
