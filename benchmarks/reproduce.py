@@ -41,7 +41,7 @@ from distill.rundir import RunDir  # noqa: E402
 FIGURES = ROOT / "benchmarks" / "paper_figures.yaml"
 RUNS = ROOT / "benchmarks" / "results" / "runs"
 REPORT = ROOT / "benchmarks" / "results" / "reproduction.md"
-TRAIN_SIZES = {"mnist": 60000, "trec6": 5452, "sst5": 8544}
+TRAIN_SIZES = {"mnist": 60000, "cifar10": 50000, "trec6": 5452, "trec50": 5452, "sst5": 8544}
 KERNEL_METHODS = ("kip", "label_solve")
 CONTINUAL_METHODS = ("continual",)
 
