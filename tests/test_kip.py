@@ -67,18 +67,24 @@ def test_kip_lowers_the_loss_and_raises_the_held_out_accuracy(digits):
     assert float(rows[-1]["krr_acc"]) > before + 0.15  # measured: 61.5% -> 90.5%
 
 
-def test_kip_resumed_from_a_checkpoint_ends_exactly_where_an_uninterrupted_run_does(digits, tmp_path):
-    targets, _ = digits
+def whole_and_resumed(settings, targets, tmp_path):
+    """An uninterrupted KIP run, and one stopped after step 3 and resumed from its
+    checkpoint (asserted to be step 3's); returns both supports and the resumed run."""
     (tmp_path / "a").mkdir()
-    whole = kip(SETTINGS, Rbf(), support_of(targets, learn_labels=True), targets, RunDir(tmp_path / "a"))
-
+    whole = kip(settings, Rbf(), support_of(targets, learn_labels=True), targets, RunDir(tmp_path / "a"))
     run = RunDir(tmp_path / "b")
     run.path.mkdir()
     with pytest.raises(Stop):
-        kip(SETTINGS, Rbf(), support_of(targets, learn_labels=True), targets, run, on_iteration=stop_after(3))
+        kip(settings, Rbf(), support_of(targets, learn_labels=True), targets, run, on_iteration=stop_after(3))
     state = run.read_checkpoint({"iteration"})
     assert state["iteration"] == 3
-    resumed = kip(SETTINGS, Rbf(), support_of(targets, learn_labels=True), targets, run, checkpoint=state)
+    resumed = kip(settings, Rbf(), support_of(targets, learn_labels=True), targets, run, checkpoint=state)
+    return whole, resumed, run
+
+
+def test_kip_resumed_from_a_checkpoint_ends_exactly_where_an_uninterrupted_run_does(digits, tmp_path):
+    targets, _ = digits
+    whole, resumed, run = whole_and_resumed(SETTINGS, targets, tmp_path)
     assert torch.equal(resumed.x, whole.x) and torch.equal(resumed.y, whole.y)
     assert [r["iteration"] for r in run.read_log()] == ["2", "4", "6"]
 
@@ -96,15 +102,7 @@ def test_a_decayed_kip_run_follows_the_constant_one_until_the_first_decay_and_re
         constant = kip(replace(SETTINGS, steps=steps), Rbf(), support_of(targets, learn_labels=True), targets)
         early = kip(replace(decayed, steps=steps), Rbf(), support_of(targets, learn_labels=True), targets)
         assert torch.equal(early.x, constant.x) is same
-
-    (tmp_path / "a").mkdir()
-    whole = kip(decayed, Rbf(), support_of(targets, learn_labels=True), targets, RunDir(tmp_path / "a"))
-    run = RunDir(tmp_path / "b")
-    run.path.mkdir()
-    with pytest.raises(Stop):
-        kip(decayed, Rbf(), support_of(targets, learn_labels=True), targets, run, on_iteration=stop_after(3))
-    resumed = kip(decayed, Rbf(), support_of(targets, learn_labels=True), targets, run,
-                  checkpoint=run.read_checkpoint({"iteration"}))
+    whole, resumed, _ = whole_and_resumed(decayed, targets, tmp_path)
     assert torch.equal(resumed.x, whole.x) and torch.equal(resumed.y, whole.y)
 
 
