@@ -113,7 +113,8 @@ class EWC:
         return g + self.strength * (self.fisher_sum * theta - self.anchor_sum)
 
     def end_task(self, theta, head, task_x, task_y, memory) -> None:
-        fisher = FISHERS[self.fisher](head, theta, *(memory if self.fisher == "memory_batch" else (task_x, task_y)))
+        x, y = memory if self.fisher == "memory_batch" else (task_x, task_y)
+        fisher = FISHERS[self.fisher](head, theta, x, y)
         self.fisher_sum = fisher if self.fisher_sum is None else self.fisher_sum + fisher
         self.anchor_sum = fisher * theta if self.anchor_sum is None else self.anchor_sum + fisher * theta
 

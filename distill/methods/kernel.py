@@ -96,7 +96,8 @@ def new_support(setup: KernelSetup) -> SupportSet:
 
 def kip_settings(config: Config) -> KipSettings:
     k, r = config.kip, config.run
-    return KipSettings(steps=k.steps, lr=k.lr, decay_steps=k.decay_steps, decay_factor=k.decay_factor, betas=k.betas, target_batch=k.target_batch, reg=k.reg, augment=tuple(k.augment),
+    return KipSettings(steps=k.steps, lr=k.lr, decay_steps=k.decay_steps, decay_factor=k.decay_factor,
+                       betas=k.betas, target_batch=k.target_batch, reg=k.reg, augment=tuple(k.augment),
                        augment_fraction=k.augment_fraction, block=k.block, seed=config.seed, log_every=r.log_every,
                        checkpoint_every=r.checkpoint_every, progress=r.progress, fingerprint=config.fingerprint())
 
