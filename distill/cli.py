@@ -7,6 +7,7 @@ import argparse
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from .config import MAX_LR, MAX_NETWORKS
 from .errors import DivergenceError, PeerLost, UserError
@@ -82,6 +83,18 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--out", default=None, help="file to write (default: RUN_DIR/export.npz or RUN_DIR/export.pt)")
     export.add_argument("--overwrite", action="store_true", help="replace the file -o names if it exists")
     return p
+
+
+def entry() -> NoReturn:
+    """The ``distill`` command (and ``python -m distill``): ``main`` on the command line's
+    arguments, then the process ends with its exit code; a process of a distributed run
+    ends without tearing down its process group (``distributed.end_process``)."""
+    code = main()
+    if "distill.distributed" in sys.modules:  # loaded by the commands that may join a process group
+        from .distributed import end_process
+
+        end_process(code)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
