@@ -173,7 +173,7 @@ def end_process(code: int) -> None:
     process group without tearing it down: every collective it took part in has completed,
     and the teardown of gloo's threads (``destroy_process_group``, or the interpreter's own at
     exit) aborted a finished process ("terminate called without an active exception",
-    SIGABRT) in 2 of 12 two-process runs with torch 2.13, so that torchrun failed a finished
+    SIGABRT) in 2 of 116 two-process runs here (torch 2.13), so that torchrun failed a finished
     run. Its sockets close with the process, which is all the others see of it. A process
     that stops on an error exits the usual way: the others, stopping on the same error, print
     theirs before torchrun ends them."""
