@@ -20,6 +20,7 @@ the run takes ``N`` iterations) shorten the distillation rows; the report says s
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -41,6 +42,7 @@ from distill.rundir import RunDir  # noqa: E402
 FIGURES = ROOT / "benchmarks" / "paper_figures.yaml"
 RUNS = ROOT / "benchmarks" / "results" / "runs"
 REPORT = ROOT / "benchmarks" / "results" / "reproduction.md"
+FULL_DATA = ROOT / "benchmarks" / "results" / "full_data.json"  # distill train's cache (train.cache)
 TRAIN_SIZES = {"mnist": 60000, "cifar10": 50000, "trec6": 5452, "trec50": 5452, "sst5": 8544}
 KERNEL_METHODS = ("kip", "label_solve")
 CONTINUAL_METHODS = ("continual",)
@@ -54,6 +56,11 @@ def run_name(row: dict) -> str:
 
 def load_rows(path: Path = FIGURES) -> list[dict]:
     return yaml.safe_load(path.read_text())["rows"]
+
+
+def load_full_data_entries(path: Path = FIGURES) -> list[dict]:
+    """The figures file's ``full_data`` list: the full-data results the report shows."""
+    return yaml.safe_load(path.read_text()).get("full_data", [])
 
 
 def requested_config(row: dict, args: argparse.Namespace):
@@ -117,6 +124,25 @@ def full_iterations(row: dict) -> int | None:
     return math.ceil(base.outer.epochs * (TRAIN_SIZES[base.dataset.name] // base.outer.batch_size))
 
 
+def shown(path: Path) -> Path:
+    """``path`` relative to the repository root when it lies inside it (as the report's commands run there)."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
+def missing_status(row: dict, run: RunDir) -> str:
+    """What the report says of a row without ``metrics.json``: why it was stopped (``stopped``),
+    how far an unfinished run got (its checkpoint's iteration) and how to continue it, or ``not run``."""
+    if "stopped" in row:
+        return f"stopped: {row['stopped']}"
+    if run.checkpoint.exists():
+        done = run.read_checkpoint({"iteration"})["iteration"]
+        config = validate(run.read_config())
+        planned = math.ceil(config.outer.epochs * (TRAIN_SIZES[config.dataset.name] // config.outer.batch_size))
+        return (f"unfinished: iteration {done:,} of {planned:,}; continue with "
+                f"`distill run -o {shown(run.path)} --resume`")
+    return "not run"
+
+
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
@@ -130,7 +156,7 @@ def report_row(row: dict) -> str:
     if paper and not paper.get("checked", True):
         paper_text += " †"
     if not run.metrics.exists():
-        status = f"stopped: {row['stopped']}" if "stopped" in row else "not run"
+        status = missing_status(row, run)
         return f"| {row['name']} | {row['what']} | {status} | {paper_text} | — | — | — | — | {paper.get('source', '')} |"
     m = run.read_metrics()
     acc = final_test_acc(run) if row.get("figure") == "final" else m["test_acc"]
@@ -179,7 +205,7 @@ def kernel_row(row: dict) -> str:
     paper, transfer_paper = row.get("paper") or {}, row.get("transfer_paper") or {}
     sources = "; ".join(p["source"] for p in (paper, transfer_paper) if "source" in p)
     if not run.metrics.exists():
-        status = f"stopped: {row['stopped']}" if "stopped" in row else "not run"
+        status = missing_status(row, run)
         return (f"| {row['name']} | {row['what']} | {status} | {paper_text(paper)} | — | — | {paper_text(transfer_paper)} | — | — "
                 f"| {sources} |")
     m = run.read_metrics()
@@ -202,13 +228,32 @@ def continual_row(row: dict) -> str:
     run = RunDir(RUNS / run_name(row))
     paper = row.get("paper") or {}
     if not run.metrics.exists():
-        status = f"stopped: {row['stopped']}" if "stopped" in row else "not run"
+        status = missing_status(row, run)
         return f"| {row['name']} | {row['what']} | {status} | {paper_text(paper)} | — | — | — | — | {paper.get('source', '')} |"
     m = run.read_metrics()
     acc = 100 * m["acc"]
     diff = "—" if paper.get("acc") is None else f"{acc - paper['acc']:+.2f}"
     return (f"| {row['name']} | {row['what']} | {acc:.2f} | {paper_text(paper)} | {diff} | {100 * m['bwt']:+.2f} | "
             f"{100 * m['fwt']:+.2f} | {m['seconds']:,.0f} s | {paper.get('source', '')} |")
+
+
+def full_data_rows(entries: list[dict], cache: Path = FULL_DATA) -> list[str]:
+    """The full-data table: each ``full_data`` entry of the figures file (a ``key`` of
+    ``distill train``'s cache, dataset/model/seed) with the accuracy the cache holds."""
+    results = json.loads(cache.read_text()) if cache.exists() else {}
+    lines = []
+    for entry in entries:
+        paper = entry.get("paper") or {}
+        result = results.get(entry["key"])
+        if result is None:
+            cells = ["not run", paper_text(paper), "—", "—", "—"]
+        else:
+            ours, settings = 100 * result["test_acc"], result["settings"]
+            cells = [f"{ours:.2f}", paper_text(paper), "—" if paper.get("acc") is None else f"{ours - paper['acc']:+.2f}",
+                     f"Adam {settings['lr']:g}, {settings['epochs']} epochs of batches of {settings['batch_size']}",
+                     f"{result['seconds']:,.0f} s"]
+        lines.append("| " + " | ".join([entry["key"], entry["what"], *cells, paper.get("source", "")]) + " |")
+    return lines
 
 
 def machine() -> str:
@@ -232,7 +277,8 @@ WRITE_UPS = [
     "- [digits](../../docs/results/digits.md): the bundled default",
     "- [mnist](../../docs/results/mnist.md): MNIST, hard labels",
     "- [soft-labels](../../docs/results/soft-labels.md): MNIST, learned labels",
-    "- [text](../../docs/results/text.md): TREC-6 and SST-5",
+    "- [cifar10](../../docs/results/cifar10.md): CIFAR-10, distilled and baselines",
+    "- [text](../../docs/results/text.md): TREC-6, TREC-50 and SST-5",
     "- [baselines](../../docs/results/baselines.md): baselines, cross-architecture, distillation ratios",
     "- [adaptation](../../docs/results/adaptation.md): pretrained initialisations, domain adaptation",
     "- [continual](../../docs/results/continual.md): permuted MNIST with GEM",
@@ -242,7 +288,7 @@ WRITE_UPS = [
 ]
 
 
-def write_report(rows: list[dict], path: Path = REPORT) -> None:
+def write_report(rows: list[dict], path: Path = REPORT, full_data: list[dict] | None = None) -> None:
     kernel_rows = [r for r in rows if r.get("method") in KERNEL_METHODS]
     continual_rows = [r for r in rows if r.get("method") in CONTINUAL_METHODS]
     rows = [r for r in rows if r.get("method") not in KERNEL_METHODS + CONTINUAL_METHODS]
@@ -277,6 +323,13 @@ def write_report(rows: list[dict], path: Path = REPORT) -> None:
            "| row | what | ACC ours | ACC paper | diff | BWT | FWT | wall time | paper source |",
            "| --- | --- | --: | --: | --: | --: | --: | --: | --- |",
            *[continual_row(row) for row in continual_rows], ""] if continual_rows else []),
+        *(["## Full-data training (the distillation ratio's denominator)", "",
+           "`distill train`: the row's model trained on the whole training set from the distillation runs' fixed",
+           "initial network, test accuracy in % (`benchmarks/results/full_data.json`, keyed dataset/model/seed).",
+           "",
+           "| key | what | ours | paper | diff | training | wall time | paper source |",
+           "| --- | --- | --: | --: | --: | --- | --: | --- |",
+           *full_data_rows(full_data), ""] if full_data else []),
         *(["† quoted from the paper from memory, not checked against the paper's text; see",
             "`benchmarks/paper_figures.yaml`.", ""] if any(not (r.get("paper") or {}).get("checked", True) for r in rows) else []),
         "Notes. Distillation rows are the run directories found in `benchmarks/results/runs/` (rows marked",
@@ -284,7 +337,7 @@ def write_report(rows: list[dict], path: Path = REPORT) -> None:
         "Wang et al. (random networks, the best cell of the learning-rate × epochs grid, which includes the",
         "distillation run's learned rates when that run is present), except that the cell is chosen with 10",
         "networks on held-out training samples and only the chosen cell is evaluated with 200 networks on the",
-        "test set. A fixed-init distillation row is one network; its baselines are random networks. Wall times",
+        "test set (fewer where the row's *what* says so). A fixed-init distillation row is one network; its baselines are random networks. Wall times",
         "were measured on a 2-core machine shared with other jobs (a run got about half a core).",
         "",
         *WRITE_UPS,
@@ -319,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{row['name']}: {run_row(row, args)}", flush=True)
             except UserError as error:
                 print(f"{row['name']}: error: {error}", file=sys.stderr, flush=True)
-    write_report(rows)
+    write_report(rows, full_data=load_full_data_entries())
     print(f"report: {REPORT.relative_to(ROOT)}")
     return 0
 

@@ -79,3 +79,30 @@ def test_a_final_figure_row_reports_the_last_logged_test_accuracy_of_the_run_it_
     assert "| d_final | final | 93.12 (n=1) | 96.0 | -2.88 | 4; the data at the end |" in line
     chosen = reproduce.report_row({**row, "name": "d", "figure": None})
     assert "| 95.00 ± 1.00 (n=200) |" in chosen and "the data of iteration 2, best on training samples" in chosen
+
+
+def test_an_unfinished_run_is_reported_with_its_checkpoints_iteration_and_how_to_continue(reproduce, tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "RUNS", tmp_path)
+    config = load_config(None, ["dataset.name=mnist", "outer.epochs=2", "outer.batch_size=1000"])
+    run = RunDir(tmp_path / "u")
+    run.create()
+    run.write_config(config.model_dump(mode="json"))
+    run.write_checkpoint({"iteration": 37})
+    row = {"name": "u", "what": "unfinished", "experiment": "experiments/digits.yaml", "method": "distill",
+           "paper": {"acc": 90.0, "source": "T1"}}
+    line = reproduce.report_row(row)
+    assert f"| unfinished: iteration 37 of 120; continue with `distill run -o {run.path} --resume` | 90.0 |" in line
+    assert "| stopped: diverged | 90.0 |" in reproduce.report_row({**row, "stopped": "diverged"})
+
+
+def test_the_full_data_table_reads_distill_trains_cache_against_the_papers_figure(reproduce, tmp_path):
+    cache = tmp_path / "full_data.json"
+    cache.write_text('{"mnist/lenet/0": {"test_acc": 0.9851, "settings": {"lr": 0.001, "epochs": 5, "batch_size": 128}, "seconds": 60.5}}')
+    entries = [{"key": "mnist/lenet/0", "what": "LeNet", "paper": {"acc": 99, "source": "Sec. 4.1"}},
+               {"key": "cifar10/alexcifarnet/0", "what": "AlexCifarNet"}]
+    assert reproduce.full_data_rows(entries, cache) == [
+        "| mnist/lenet/0 | LeNet | 98.51 | 99 | -0.49 | Adam 0.001, 5 epochs of batches of 128 | 60 s | Sec. 4.1 |",
+        "| cifar10/alexcifarnet/0 | AlexCifarNet | not run | — | — | — | — |  |",
+    ]
+    listed = reproduce.load_full_data_entries()
+    assert listed and all({"key", "what"} <= entry.keys() and entry["key"].count("/") == 2 for entry in listed)
