@@ -124,6 +124,13 @@ def full_iterations(row: dict) -> int | None:
     return math.ceil(base.outer.epochs * (TRAIN_SIZES[base.dataset.name] // base.outer.batch_size))
 
 
+def planned_iterations(config) -> int | None:
+    """The iterations a run of ``config`` makes: outer iterations of a distillation, KIP's steps."""
+    if config.method == "distill":
+        return math.ceil(config.outer.epochs * (TRAIN_SIZES[config.dataset.name] // config.outer.batch_size))
+    return config.kip.steps if config.method == "kip" else None
+
+
 def shown(path: Path) -> Path:
     """``path`` relative to the repository root when it lies inside it (as the report's commands run there)."""
     return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
@@ -136,10 +143,9 @@ def missing_status(row: dict, run: RunDir) -> str:
         return f"stopped: {row['stopped']}"
     if run.checkpoint.exists():
         done = run.read_checkpoint({"iteration"})["iteration"]
-        config = validate(run.read_config())
-        planned = math.ceil(config.outer.epochs * (TRAIN_SIZES[config.dataset.name] // config.outer.batch_size))
-        return (f"unfinished: iteration {done:,} of {planned:,}; continue with "
-                f"`distill run -o {shown(run.path)} --resume`")
+        planned = planned_iterations(validate(run.read_config()))
+        return (f"unfinished: iteration {done:,}" + (f" of {planned:,}" if planned else "")
+                + f"; continue with `distill run -o {shown(run.path)} --resume`")
     return "not run"
 
 

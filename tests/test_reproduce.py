@@ -93,6 +93,8 @@ def test_an_unfinished_run_is_reported_with_its_checkpoints_iteration_and_how_to
     line = reproduce.report_row(row)
     assert f"| unfinished: iteration 37 of 120; continue with `distill run -o {run.path} --resume` | 90.0 |" in line
     assert "| stopped: diverged | 90.0 |" in reproduce.report_row({**row, "stopped": "diverged"})
+    run.write_config(load_config(None, ["method=kip", "kip.steps=500"]).model_dump(mode="json"))
+    assert "| unfinished: iteration 37 of 500; continue" in reproduce.kernel_row({**row, "method": "kip"})
 
 
 def test_the_full_data_table_reads_distill_trains_cache_against_the_papers_figure(reproduce, tmp_path):
