@@ -24,6 +24,7 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from distill.cli import INTERRUPTED  # noqa: E402
 from distill.config import load_config, validate  # noqa: E402
 from distill.errors import UserError  # noqa: E402
 from distill.experiment import run_experiment  # noqa: E402
@@ -351,6 +353,11 @@ def write_report(rows: list[dict], path: Path = REPORT, full_data: list[dict] | 
     path.write_text("\n".join(lines))
 
 
+def interrupt(signum, frame) -> None:
+    """SIGTERM as Ctrl-C: the running distillation saves its checkpoint and stops."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", nargs="*", help="row names (default: every row of paper_figures.yaml)")
@@ -373,11 +380,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown rows: {', '.join(sorted(missing))}", file=sys.stderr)
         return 2
     if not args.report_only:
+        signal.signal(signal.SIGTERM, interrupt)  # kill saves the running row's checkpoint, as Ctrl-C does
         for row in chosen:
             try:
                 print(f"{row['name']}: {run_row(row, args)}", flush=True)
             except UserError as error:
                 print(f"{row['name']}: error: {error}", file=sys.stderr, flush=True)
+            except KeyboardInterrupt:
+                print(f"{row['name']}: interrupted; its run keeps the last checkpoint it saved: continue it with --resume",
+                      file=sys.stderr, flush=True)
+                write_report(rows, full_data=load_full_data_entries())
+                return INTERRUPTED
     write_report(rows, full_data=load_full_data_entries())
     print(f"report: {REPORT.relative_to(ROOT)}")
     return 0

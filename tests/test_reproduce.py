@@ -108,3 +108,22 @@ def test_the_full_data_table_reads_distill_trains_cache_against_the_papers_figur
     ]
     listed = reproduce.load_full_data_entries()
     assert listed and all({"key", "what"} <= entry.keys() and entry["key"].count("/") == 2 for entry in listed)
+
+
+def test_an_interrupted_row_stops_the_script_with_code_130_and_the_report_rewritten(reproduce, monkeypatch, capsys):
+    import signal
+
+    def interrupted(row, args):
+        raise KeyboardInterrupt
+
+    written = []
+    monkeypatch.setattr(reproduce, "run_row", interrupted)
+    monkeypatch.setattr(reproduce, "write_report", lambda rows, **kw: written.append(len(rows)))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        first = reproduce.load_rows()[0]["name"]
+        assert reproduce.main(["--rows", first]) == 130
+        assert signal.getsignal(signal.SIGTERM) is reproduce.interrupt
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert written and "interrupted; its run keeps the last checkpoint" in capsys.readouterr().err
