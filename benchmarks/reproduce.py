@@ -82,8 +82,7 @@ def requested_config(row: dict, args: argparse.Namespace):
 def shortening(row: dict, args: argparse.Namespace) -> list[str]:
     base = load_config(ROOT / row["experiment"])
     if args.iterations:
-        per_epoch = TRAIN_SIZES[base.dataset.name] // base.outer.batch_size
-        epochs = args.iterations / per_epoch
+        epochs = args.iterations / iterations_per_epoch(base)
     elif args.epochs:
         epochs = args.epochs
     else:
@@ -120,16 +119,21 @@ def run_row(row: dict, args: argparse.Namespace) -> str:
 
 
 def full_iterations(row: dict) -> int | None:
-    base = load_config(ROOT / row["experiment"])
+    """The outer iterations of a distillation row's experiment file as written (the paper's schedule)."""
     if row.get("method", "distill") != "distill":
         return None
-    return math.ceil(base.outer.epochs * (TRAIN_SIZES[base.dataset.name] // base.outer.batch_size))
+    return planned_iterations(load_config(ROOT / row["experiment"]))
+
+
+def iterations_per_epoch(config) -> int:
+    """Outer iterations per pass over the training set: whole batches of ``outer.batch_size``."""
+    return TRAIN_SIZES[config.dataset.name] // config.outer.batch_size
 
 
 def planned_iterations(config) -> int | None:
     """The iterations a run of ``config`` makes: outer iterations of a distillation, KIP's steps."""
     if config.method == "distill":
-        return math.ceil(config.outer.epochs * (TRAIN_SIZES[config.dataset.name] // config.outer.batch_size))
+        return math.ceil(config.outer.epochs * iterations_per_epoch(config))
     return config.kip.steps if config.method == "kip" else None
 
 
@@ -379,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         missing = set(args.rows) - {r["name"] for r in chosen}
         print(f"unknown rows: {', '.join(sorted(missing))}", file=sys.stderr)
         return 2
+    code = 0
     if not args.report_only:
         signal.signal(signal.SIGTERM, interrupt)  # kill saves the running row's checkpoint, as Ctrl-C does
         for row in chosen:
@@ -389,11 +394,11 @@ def main(argv: list[str] | None = None) -> int:
             except KeyboardInterrupt:
                 print(f"{row['name']}: interrupted; its run keeps the last checkpoint it saved: continue it with --resume",
                       file=sys.stderr, flush=True)
-                write_report(rows, full_data=load_full_data_entries())
-                return INTERRUPTED
+                code = INTERRUPTED
+                break
     write_report(rows, full_data=load_full_data_entries())
     print(f"report: {REPORT.relative_to(ROOT)}")
-    return 0
+    return code
 
 
 if __name__ == "__main__":
