@@ -262,10 +262,18 @@ def full_data_rows(entries: list[dict], cache: Path = FULL_DATA) -> list[str]:
         else:
             ours, settings = 100 * result["test_acc"], result["settings"]
             cells = [f"{ours:.2f}", paper_text(paper), "—" if paper.get("acc") is None else f"{ours - paper['acc']:+.2f}",
-                     f"Adam {settings['lr']:g}, {settings['epochs']} epochs of batches of {settings['batch_size']}",
+                     training_text(settings),
                      f"{result['seconds']:,.0f} s"]
         lines.append("| " + " | ".join([entry["key"], entry["what"], *cells, paper.get("source", "")]) + " |")
     return lines
+
+
+def training_text(settings: dict) -> str:
+    """A full-data result's training settings in words, e.g. "Adam 0.001 (x0.1 every 10 epochs),
+    30 epochs of batches of 128, flip+crop"."""
+    decay = f" (x{settings['decay_factor']:g} every {settings['decay_epochs']} epochs)" if settings.get("decay_epochs") else ""
+    augment = f", {'+'.join(settings['augment'])}" if settings.get("augment") else ""
+    return f"Adam {settings['lr']:g}{decay}, {settings['epochs']} epochs of batches of {settings['batch_size']}{augment}"
 
 
 def machine() -> str:

@@ -345,6 +345,13 @@ class FullTrainConfig(Section):
     epochs: PositiveInt = Field(5, description="passes over the training set")
     lr: PositiveFloat = Field(1e-3, description="Adam's learning rate")
     batch_size: PositiveInt = Field(128, description="minibatch size")
+    augment: list[Literal[AUGMENTATIONS]] = Field(  # type: ignore[valid-type]
+        [], description="augmentations of every minibatch (images only): `flip` (left-right, probability ½), `crop` "
+        "(shifts of up to H/8, zero-filled: on standardised pixels, the channel mean)"
+    )
+    decay_epochs: Integer = Field(0, ge=0, description="multiply Adam's learning rate by `decay_factor` every this many "
+                                  "epochs; 0: a constant rate")
+    decay_factor: Number = Field(0.1, gt=0, le=1, description="the learning-rate decay factor")
     cache: str = Field(
         "runs/full_data.json", description="the file where `distill train` keeps its results, by dataset, model and seed"
     )

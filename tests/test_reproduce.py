@@ -99,12 +99,15 @@ def test_an_unfinished_run_is_reported_with_its_checkpoints_iteration_and_how_to
 
 def test_the_full_data_table_reads_distill_trains_cache_against_the_papers_figure(reproduce, tmp_path):
     cache = tmp_path / "full_data.json"
-    cache.write_text('{"mnist/lenet/0": {"test_acc": 0.9851, "settings": {"lr": 0.001, "epochs": 5, "batch_size": 128}, "seconds": 60.5}}')
+    cache.write_text('{"mnist/lenet/0": {"test_acc": 0.9851, "settings": {"lr": 0.001, "epochs": 5, "batch_size": 128}, "seconds": 60.5},'
+                     ' "cifar10/lenet/0": {"test_acc": 0.6, "settings": {"lr": 0.001, "epochs": 30, "batch_size": 128,'
+                     ' "augment": ["flip", "crop"], "decay_epochs": 10, "decay_factor": 0.1}, "seconds": 3000}}')
     entries = [{"key": "mnist/lenet/0", "what": "LeNet", "paper": {"acc": 99, "source": "Sec. 4.1"}},
-               {"key": "cifar10/alexcifarnet/0", "what": "AlexCifarNet"}]
+               {"key": "cifar10/alexcifarnet/0", "what": "AlexCifarNet"}, {"key": "cifar10/lenet/0", "what": "LeNet"}]
     assert reproduce.full_data_rows(entries, cache) == [
         "| mnist/lenet/0 | LeNet | 98.51 | 99 | -0.49 | Adam 0.001, 5 epochs of batches of 128 | 60 s | Sec. 4.1 |",
         "| cifar10/alexcifarnet/0 | AlexCifarNet | not run | — | — | — | — |  |",
+        "| cifar10/lenet/0 | LeNet | 60.00 | — | — | Adam 0.001 (x0.1 every 10 epochs), 30 epochs of batches of 128, flip+crop | 3,000 s |  |",
     ]
     listed = reproduce.load_full_data_entries()
     assert listed and all({"key", "what"} <= entry.keys() and entry["key"].count("/") == 2 for entry in listed)

@@ -58,6 +58,11 @@ class ArrayDataset:
         channels, height, width = self.train_x.shape[1:]
         return channels, height, width
 
+    @property
+    def is_text(self) -> bool:
+        """Whether the samples are embedded sentences rather than images."""
+        return self.vocab is not None
+
 
 Loader = Callable[..., ArrayDataset]
 

@@ -67,7 +67,7 @@ def kernel_setup(config: Config) -> KernelSetup:
         n, c = config.synthetic.n, ds.num_classes
         raise UserError(f"synthetic.n = {n} is not a multiple of the {c} classes of {ds.name}: the support set is class "
                         f"balanced; use a multiple, e.g. {max(1, round(n / c)) * c}")
-    if opts.augment and len(ds.input_shape) != 3:
+    if opts.augment and ds.is_text:
         raise UserError("kip.augment flips and crops images; this dataset's samples are not images")
     order = torch.randperm(len(ds.train_y), generator=generator(config.seed, Stream.KIP_HOLDOUT))
     held_out = min(opts.holdout, len(order) // 5)

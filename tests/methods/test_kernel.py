@@ -108,3 +108,15 @@ def test_bad_kernel_settings_are_one_line_errors_with_exit_code_2(tmp_path, caps
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out" / "metrics.json").exists()
 
+
+
+def test_augmenting_kip_targets_that_are_not_images_is_a_one_line_error(tmp_path, capsys):
+    from methods.test_bilevel import write_corpus
+
+    write_corpus(tmp_path)
+    text = ["dataset.name=trec6", f"dataset.root={tmp_path}", "dataset.glove=glove.txt", "dataset.embed_dim=8",
+            "dataset.max_len=10", "synthetic.n=12", "synthetic.steps=1", "kip.target_batch=60", "kip.holdout=20", "kip.augment=[flip]"]
+    args = ["run", "-o", str(tmp_path / "out")] + [a for o in TINY_KIP + text for a in ("--set", o)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "kip.augment flips and crops images" in err and len(err.splitlines()) == 1
