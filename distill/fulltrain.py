@@ -19,6 +19,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 from torch.func import grad_and_value, vmap
+from tqdm import tqdm
 
 from .build import build, sampler_of
 from .config import Config
@@ -68,19 +69,23 @@ def train_full(
     augmentations: tuple[str, ...] = (),
     decay_epochs: int = 0,
     decay_factor: float = 1.0,
+    progress: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """``theta0`` ([P]) trained with Adam for ``epochs`` shuffled passes over ``(x, y)``, every
     minibatch augmented by ``augmentations`` (``preprocess.augment``: ``flip``, ``crop``) and the
     rate of pass ``e`` being ``lr · decay_factor^⌊e / decay_epochs⌋`` (constant when
-    ``decay_epochs`` is 0); returns θ ([P]) and each pass's mean training loss ([epochs])."""
+    ``decay_epochs`` is 0); returns θ ([P]) and each pass's mean training loss ([epochs]).
+    ``progress`` shows a bar of the passes with the last one's loss."""
     stack = theta0.detach().clone()[None].requires_grad_()
     optimizer = torch.optim.Adam([stack], lr=lr)
     transform = (lambda batch: augment(batch, augmentations, 1.0, gen)) if augmentations else None
     losses = []
-    for epoch in range(epochs):
+    bar = tqdm(range(epochs), desc="train", unit="epoch", disable=not progress)
+    for epoch in bar:
         optimizer.param_groups[0]["lr"] = lr * decay_factor ** (epoch // decay_epochs) if decay_epochs else lr
         order = torch.randperm(len(y), generator=gen).to(x.device)
         losses.append(train_epoch(net, stack, optimizer, x, y, order[None], batch_size, transform)[0])
+        bar.set_postfix(loss=f"{losses[-1].item():.4f}")
     return stack.detach()[0], torch.stack(losses)
 
 
@@ -106,7 +111,7 @@ def full_data_accuracy(config: Config) -> dict[str, Any]:
     theta0 = sampler_of(setup).held_out(1)[0].to(setup.device)
     gen = generator(config.seed, Stream.FULL_DATA)
     theta, losses = train_full(setup.net, theta0, setup.real.train_x, setup.real.train_y, t.epochs, t.lr, t.batch_size, gen,
-                               tuple(t.augment), t.decay_epochs, t.decay_factor)
+                               tuple(t.augment), t.decay_epochs, t.decay_factor, config.run.progress)
     if not torch.isfinite(theta).all() or not losses[-1] <= DIVERGED_LOSS * math.log(setup.dataset.num_classes):
         raise DivergenceError(f"full-data training diverged (last pass's training loss {losses[-1].item():.4g}, far above "
                               f"the log C = {math.log(setup.dataset.num_classes):.3g} of a network that guesses); lower "
