@@ -21,7 +21,7 @@ class Stream(IntEnum):
     BATCH = 3  # the shuffle of the real data for outer epoch e (key: e)
     DATA = 4  # the synthetic data's initialisation (real samples or noise, soft labels)
     BASELINE = 5  # a baseline's split of the training set and its drawn sets
-    FULL_DATA = 6  # the shuffles of full-data training
+    FULL_DATA = 6  # the shuffles and augmentations of full-data training
     TRANSFER = 7  # the samples that tune a cross-architecture evaluation's learning rate
     SELECT = 8  # the training samples eval.select: best_train scores on
     LEARNER = 10  # a continual learner's initial network
