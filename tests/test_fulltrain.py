@@ -17,6 +17,24 @@ from conftest import QUICK
 from methods.test_bilevel import TEXT, write_corpus
 
 
+def module_adam_training(module, x, y, epochs, lr, batch_size, gen, step_size=None, gamma=1.0, transform=None):
+    """``module`` trained in place by torch.optim.Adam (with a StepLR schedule when ``step_size``
+    is given) on ``gen``'s shuffles, each batch mapped by ``transform``; its final weights."""
+    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size or epochs, gamma=gamma)
+    for _ in range(epochs):
+        order = torch.randperm(len(y), generator=gen)
+        for start in range(0, len(y), batch_size):
+            rows = order[start : start + batch_size]
+            optimizer.zero_grad()
+            inputs = x[rows] if transform is None else transform(x[rows])
+            F.cross_entropy(module(inputs), y[rows]).backward()
+            optimizer.step()
+        if step_size:
+            schedule.step()
+    return torch.nn.utils.parameters_to_vector(module.parameters()).detach()
+
+
 def test_train_full_matches_module_training_with_the_same_batches():
     torch.manual_seed(0)
     module = build_model("mlp", (1, 3, 3), 3, hidden=[7]).double()
@@ -26,16 +44,7 @@ def test_train_full_matches_module_training_with_the_same_batches():
     theta, losses = train_full(net, theta0, x, y, epochs=2, lr=0.01, batch_size=16, gen=torch.Generator().manual_seed(5))
     assert losses.shape == (2,) and torch.isfinite(losses).all()
 
-    optimizer = torch.optim.Adam(module.parameters(), lr=0.01)
-    gen = torch.Generator().manual_seed(5)
-    for _ in range(2):
-        order = torch.randperm(50, generator=gen)
-        for start in range(0, 50, 16):
-            rows = order[start : start + 16]
-            optimizer.zero_grad()
-            F.cross_entropy(module(x[rows]), y[rows]).backward()
-            optimizer.step()
-    expected = torch.nn.utils.parameters_to_vector(module.parameters()).detach()
+    expected = module_adam_training(module, x, y, epochs=2, lr=0.01, batch_size=16, gen=torch.Generator().manual_seed(5))
     assert torch.allclose(theta, expected, atol=1e-10)
     assert not torch.allclose(theta, theta0)
 
@@ -49,18 +58,9 @@ def test_augmented_step_decayed_training_matches_module_training_with_steplr():
     theta, _ = train_full(net, theta0, x, y, epochs=3, lr=0.02, batch_size=16, gen=torch.Generator().manual_seed(2),
                           augmentations=("flip", "crop"), decay_epochs=2, decay_factor=0.5)
 
-    optimizer = torch.optim.Adam(module.parameters(), lr=0.02)
-    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
     gen = torch.Generator().manual_seed(2)
-    for _ in range(3):
-        order = torch.randperm(40, generator=gen)
-        for start in range(0, 40, 16):
-            rows = order[start : start + 16]
-            optimizer.zero_grad()
-            F.cross_entropy(module(augment(x[rows], ("flip", "crop"), 1.0, gen)), y[rows]).backward()
-            optimizer.step()
-        schedule.step()
-    expected = torch.nn.utils.parameters_to_vector(module.parameters()).detach()
+    expected = module_adam_training(module, x, y, epochs=3, lr=0.02, batch_size=16, gen=gen, step_size=2, gamma=0.5,
+                                    transform=lambda batch: augment(batch, ("flip", "crop"), 1.0, gen))
     assert torch.allclose(theta, expected, atol=1e-10)
     plain, _ = train_full(net, theta0, x, y, epochs=3, lr=0.02, batch_size=16, gen=torch.Generator().manual_seed(2))
     assert not torch.allclose(theta, plain)
