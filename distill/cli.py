@@ -75,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--cache", default=None, help="full-data results file of `distill train` (default: each run's train.cache)")
     compare.add_argument("--curves", default=None, metavar="FILE",
                          help="also overlay the runs' loss and accuracy curves in FILE, a .png, .pdf or .svg file")
+    compare.add_argument("--overwrite", action="store_true", help="replace the files --plot and --curves name if they exist")
 
     export = commands.add_parser("export", help="write a run's distilled data as a file of plain arrays (layout: docs/export.md)")
     export.add_argument("run_dir")
@@ -232,8 +233,8 @@ def compare_command(args: argparse.Namespace) -> int:
 
     if not 0 < args.ratio <= 1:
         raise UserError(f"--ratio must lie in (0, 1], got {args.ratio}")
-    plot = plot_path(args.plot, "--plot")
-    curves = None if args.curves is None else plot_path(args.curves, "--curves")
+    plot = plot_path(args.plot, "--plot", args.overwrite)
+    curves = None if args.curves is None else plot_path(args.curves, "--curves", args.overwrite)
     runs = [summarize_for_comparison(d, args.cache) for d in args.run_dirs]
     print(markdown_table(runs))
     for (method, dataset, model), group in sweeps(runs).items():
@@ -252,12 +253,14 @@ def compare_command(args: argparse.Namespace) -> int:
 PLOT_FORMATS = (".png", ".pdf", ".svg")
 
 
-def plot_path(text: str, option: str) -> Path:
+def plot_path(text: str, option: str, overwrite: bool) -> Path:
     """``option`` (``--plot``, ``--curves``): a file of a known picture format in a folder
-    that exists (made if need be)."""
+    that exists (made if need be), and not a file that exists unless ``overwrite``."""
     path = Path(text)
     if path.is_dir():
         raise UserError(f"{option} {text} is a directory; name a file in it, e.g. {path / 'compare.png'}")
+    if path.exists() and not overwrite:
+        raise UserError(f"{option} {text} already exists; pass --overwrite to replace it, or name another file with {option}")
     if path.suffix.lower() not in PLOT_FORMATS:
         raise UserError(f"{option} {text}: name a {', '.join(PLOT_FORMATS)} file, e.g. {path.with_suffix('.png')}")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -193,6 +193,11 @@ CASES = {
     "a float for an integer": (run_with("synthetic.n=20.0"), "synthetic.n: Input should be a valid integer"),
     "channels a picture cannot show": (run_with("dataset.channels=2"), "dataset.channels must be 1 (grey) or 3 (RGB); got 2"),
     # curves, TensorBoard, export
+    "compare over a user's plot": (lambda tmp, done: (tmp.joinpath("compare.png").write_text("mine"), ["compare", str(done)])[1],
+                                   "--plot compare.png already exists; pass --overwrite"),
+    "compare curves over a file": (lambda tmp, done: (tmp.joinpath("c.svg").write_text("mine"),
+                                                      ["compare", str(done), "--plot", str(tmp / "p.png"), "--curves", str(tmp / "c.svg")])[1],
+                                   "c.svg already exists; pass --overwrite"),
     "compare curves format": (in_copy("compare", None, "--curves", "curves.txt"), "--curves curves.txt: name a .png, .pdf, .svg file"),
     "tensorboard folder is a file": (lambda tmp, done: (tmp.joinpath("tb").write_text("x"), run_with()(tmp, done) + ["--tensorboard", str(tmp / "tb")])[1],
                                      "is a file; name a folder"),

@@ -79,6 +79,12 @@ def test_train_eval_model_and_compare_commands(tmp_path, capsys):
     assert "distillation size at ratio 0.01: 1.39% of the training set" in out  # n = 20 of 1,437
     assert plot.stat().st_size > 0
     assert f"curves: {curves}\n" in out and curves.stat().st_size > 0
+    drawn = plot.read_bytes()
+    assert main(["compare", *runs, "--plot", str(plot)]) == 2  # a file there is kept unless --overwrite
+    assert "already exists; pass --overwrite" in capsys.readouterr().err and plot.read_bytes() == drawn
+    plot.write_bytes(b"")
+    assert main(["compare", *runs, "--plot", str(plot), "--overwrite", "--cache", str(tmp_path / "full.json")]) == 0
+    assert plot.stat().st_size > 0
 
     assert main(["eval", runs[0], "--model", "lenett"]) == 2
     assert "did you mean 'lenet'" in capsys.readouterr().err
