@@ -43,6 +43,9 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", default=None, help="cross-architecture: train random networks of this architecture instead")
     ev.add_argument("--lr", default=None, help="with --model: a constant learning rate for every step, or 'tune' "
                     "(best of baseline.lrs on held-out training samples); default: the learned rates")
+    ev.add_argument("--kernel-networks", type=int, default=None, metavar="M",
+                    help="a KIP run with kernel.name=convnet_rf: measure its KRR test accuracy with a draw of M random "
+                    "networks (default: the run's kernel.eval_networks, else kernel.networks)")
 
     show = commands.add_parser("show", help="print a readable summary of a run directory")
     show.add_argument("run_dir")
@@ -170,6 +173,12 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"{metrics['learner']}: ACC {100 * metrics['acc']:.2f}%, BWT {100 * metrics['bwt']:+.2f}, "
               f"FWT {100 * metrics['fwt']:+.2f} ({metrics['seconds']:.0f} s); results in {args.out}")
         return 0
+    if "krr_acc" in metrics:
+        transfer = metrics["transfer_acc"]
+        print(f"KRR test accuracy {100 * metrics['krr_acc']['mean']:.2f}%; transfer {100 * transfer['mean']:.2f}% ± "
+              f"{100 * transfer['std']:.2f} over {transfer['n']} {metrics['model']} networks ({metrics['seconds']:.0f} s); "
+              f"results in {args.out}")
+        return 0
     acc = metrics["test_acc"]
     print(f"test accuracy {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} over {acc['n']} networks "
           f"({metrics['seconds']:.0f} s); results in {args.out}")
@@ -190,12 +199,21 @@ def eval_command(args: argparse.Namespace) -> int:
         raise UserError(f"--models must lie in 1..{MAX_NETWORKS:,}, got {args.models}")
     if args.lr is not None and args.model is None:
         raise UserError("--lr goes with --model NAME (cross-architecture evaluation)")
+    if args.kernel_networks is not None and not 1 <= args.kernel_networks <= MAX_NETWORKS:
+        raise UserError(f"--kernel-networks must lie in 1..{MAX_NETWORKS:,}, got {args.kernel_networks}")
+    if args.kernel_networks is not None and args.model is not None:
+        raise UserError("--kernel-networks measures a kernel run's KRR accuracy; it does not go with --model")
     if args.model is not None:
         evaluation, lr = evaluate_transfer(args.run_dir, args.model, parse_lr(args.lr), args.models)
         print(f"{args.model}, lr {'learned' if lr is None else lr}: before training: {evaluation.before}\n"
               f"after training:  {evaluation.test_acc}")
         return 0
-    evaluation = evaluate_run(args.run_dir, args.models)
+    evaluation = evaluate_run(args.run_dir, args.models, args.kernel_networks)
+    if hasattr(evaluation, "krr_acc"):  # a kernel run (methods.kernel.KernelEvaluation)
+        kernel = "" if evaluation.kernel_networks is None else f" (kernel of {evaluation.kernel_networks} random networks)"
+        print(f"KRR test accuracy {100 * evaluation.krr_acc.mean:.2f}%{kernel}\n"
+              f"transfer:         {evaluation.transfer_acc}")
+        return 0
     if args.models and evaluation.test_acc.n < args.models:
         print(f"note: a fixed-initialisation run has one initial network, so it is evaluated once, not {args.models} times")
     print(f"before training: {evaluation.before}\nafter training:  {evaluation.test_acc}")

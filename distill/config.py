@@ -374,7 +374,20 @@ class KernelConfig(Section):
     b_std: Number = Field(0.1, ge=0, description="the biases' standard deviation `σ_b`")
     width: PositiveInt = Field(128, description="`convnet_rf`: channels of each random network")
     networks: PositiveInt = Field(8, description="`convnet_rf`: random networks per draw")
+    eval_networks: PositiveInt | None = Field(
+        None,
+        description="`convnet_rf`: random networks of the one draw that measures KRR accuracy (held-out and test; "
+        "Label Solve solves its labels with it too); more networks make a closer estimate of the kernel at a cost "
+        "linear in their number; default: `networks`",
+    )
     block: PositiveInt = Field(256, description="pairs or rows computed at once where a kernel works in blocks")
+
+    @model_validator(mode="after")
+    def _eval_networks_need_random_features(self) -> "KernelConfig":
+        if self.eval_networks is not None and self.name != "convnet_rf":
+            raise ValueError(f"eval_networks sets the random networks of kernel.name=convnet_rf; the {self.name} kernel "
+                             "is exact and has none")
+        return self
 
 
 class TransferConfig(Section):

@@ -69,8 +69,10 @@ def run_experiment(
         run.close()
 
 
-def evaluate_run(out: str | Path, models: int | None = None):
-    """Re-evaluate a finished run with ``models`` held-out networks; record it in metrics.json."""
+def evaluate_run(out: str | Path, models: int | None = None, kernel_networks: int | None = None):
+    """Re-evaluate a finished run with ``models`` held-out networks; record it in metrics.json.
+    ``kernel_networks``: a kernel run's KRR accuracy with that many random networks
+    (``methods.kernel.evaluate``)."""
     run = RunDir(out)
     config = validate(run.read_config())
     entry = method(config.method)
@@ -79,6 +81,10 @@ def evaluate_run(out: str | Path, models: int | None = None):
     if not entry.evaluates:
         raise UserError(f"{run.path} is a {config.method} baseline; evaluate its training set with --model NAME "
                         f"(e.g. --model {config.model.name})")
+    if kernel_networks is not None:
+        if config.method not in ("kip", "label_solve"):
+            raise UserError(f"--kernel-networks goes with a kernel run (method kip); {run.path} is a {config.method} run")
+        return entry.implementation().evaluate(run, config, models, kernel_networks)
     return entry.implementation().evaluate(run, config, models)
 
 

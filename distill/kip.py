@@ -136,10 +136,12 @@ def kip(
     on_iteration: Callable[[int], None] | None = None,
     on_log: Callable[[dict], None] | None = None,
     group: Group = SOLO,
+    eval_kernel: KernelFamily | None = None,
 ) -> SupportSet:
     """Learn ``support`` in place for ``settings.steps`` KIP steps, continuing from
     ``checkpoint`` (``RunDir.read_checkpoint``) when given; ``run`` gets the log rows and
-    checkpoints (None: kept in memory). ``group``: the processes that share every step."""
+    checkpoints (None: kept in memory). ``group``: the processes that share every step.
+    ``eval_kernel`` (default ``kernel``) measures the held-out KRR accuracy of the log."""
     run = run if run is not None else InMemoryRun()
     targets.check_batch(settings.target_batch)
     optimizer = torch.optim.Adam(support.learnable(), lr=settings.lr, betas=settings.betas)
@@ -177,7 +179,7 @@ def kip(
                 optimizer.step()
                 done = completed = step + 1
             if group.main and (done % settings.log_every == 0 or done == settings.steps):
-                acc = krr_accuracy(kernel.draw(generator(settings.seed, Stream.KIP_EVAL_KERNEL)), support.x.detach(), support.y.detach(),
+                acc = krr_accuracy((eval_kernel or kernel).draw(generator(settings.seed, Stream.KIP_EVAL_KERNEL)), support.x.detach(), support.y.detach(),
                                    targets.held_x, targets.held_y, settings.reg, settings.block) if len(targets.held_y) else None
                 row = {"iteration": done, "loss": loss.item(), "krr_acc": "" if acc is None else round(acc, 5),
                        "targets": done * settings.target_batch, "seconds": round(time.perf_counter() - clock, 3)}

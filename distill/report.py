@@ -278,7 +278,8 @@ def summarize_kernel(run: RunDir, config: Config) -> str:
         lines.append(f"transfer   {100 * transfer['mean']:.2f}% ± {100 * transfer['std']:.2f} over {transfer['n']} {config.model.name} "
                      f"networks ({t.steps} {t.optimizer} steps, lr {t.lr:g}, {t.loss})")
         for e in m.get("evaluations", []):
-            lines.append(f"eval       KRR {100 * e['krr_acc']['mean']:.2f}%, {e['models']} networks: "
+            kernel = f" (kernel of {e['kernel_networks']} random networks)" if e.get("kernel_networks") else ""
+            lines.append(f"eval       KRR {100 * e['krr_acc']['mean']:.2f}%{kernel}, {e['models']} networks: "
                          f"{100 * e['transfer_acc']['mean']:.2f}% ± {100 * e['transfer_acc']['std']:.2f}")
     else:
         resumes_from = run.checkpointed_iteration()

@@ -36,7 +36,8 @@ from .bilevel import check_recordable
 
 @dataclass
 class KernelSetup:
-    """A kernel run's inputs: the dataset, the kernel, the preprocessing fitted on the
+    """A kernel run's inputs: the dataset, the kernel of the KIP steps and the one that
+    measures KRR accuracy (they differ in ``kernel.eval_networks``), the preprocessing fitted on the
     training split, the targets (training split less the held-out samples) and the
     preprocessed test split, on the run's device."""
 
@@ -44,16 +45,20 @@ class KernelSetup:
     device: torch.device
     dataset: ArrayDataset
     kernel: KernelSpec
+    eval_kernel: KernelSpec
     preprocessing: Preprocessing
     targets: Targets
     test_x: Tensor
     test_y: Tensor
 
 
-def kernel_spec(config: Config) -> KernelSpec:
+def kernel_spec(config: Config, evaluation: bool = False) -> KernelSpec:
+    """The config's kernel: of the KIP steps, or (``evaluation``) the one that measures KRR
+    accuracy, with ``kernel.eval_networks`` random networks where it is set."""
     k = config.kernel
+    networks = k.eval_networks if evaluation and k.eval_networks is not None else k.networks
     return KernelSpec(name=k.name, kind=k.kind, depth=k.depth, w_std=k.w_std, b_std=k.b_std, width=k.width,
-                      networks=k.networks, block=k.block)
+                      networks=networks, block=k.block)
 
 
 def kernel_setup(config: Config) -> KernelSetup:
@@ -79,7 +84,8 @@ def kernel_setup(config: Config) -> KernelSetup:
                       raw_x=raw_x.to(device) if opts.augment else None, transform=prep)
     if config.method == "kip":
         targets.check_batch(opts.target_batch)
-    return KernelSetup(config, device, ds, spec, prep, targets, prep(ds.test_x).to(device), ds.test_y.to(device))
+    return KernelSetup(config, device, ds, spec, kernel_spec(config, evaluation=True), prep, targets, prep(ds.test_x).to(device),
+                       ds.test_y.to(device))
 
 
 def new_support(setup: KernelSetup) -> SupportSet:
@@ -122,9 +128,10 @@ def run(
     if not resume:
         run.write_config(config.model_dump(mode="json"))
     if config.method == "kip":
-        kip(kip_settings(config), setup.kernel, support, setup.targets, run, checkpoint, on_iteration, group=group)
+        kip(kip_settings(config), setup.kernel, support, setup.targets, run, checkpoint, on_iteration, group=group,
+            eval_kernel=setup.eval_kernel)
     else:
-        label_solve(solve_settings(config), setup.kernel, support, setup.targets, run, checkpoint, on_iteration, group=group)
+        label_solve(solve_settings(config), setup.eval_kernel, support, setup.targets, run, checkpoint, on_iteration, group=group)
     if not group.main:
         return {"method": config.method}
     support.save(run.support)
@@ -159,9 +166,9 @@ def run(
 
 
 def evaluate_support(setup: KernelSetup, support: SupportSet, models: int) -> tuple[Accuracy, Accuracy]:
-    """The KRR test accuracy of the support set (one value: ``n = 1``) and the test
-    accuracy of ``models`` finite networks trained on it."""
-    kernel = setup.kernel.draw(generator(setup.config.seed, Stream.KIP_EVAL_KERNEL))
+    """The KRR test accuracy of the support set (one value: ``n = 1``) with the evaluation
+    kernel, and the test accuracy of ``models`` finite networks trained on it."""
+    kernel = setup.eval_kernel.draw(generator(setup.config.seed, Stream.KIP_EVAL_KERNEL))
     krr = krr_accuracy(kernel, support.x.detach(), support.y.detach(), setup.test_x, setup.test_y, setup.config.kip.reg,
                        setup.config.kip.block)
     return Accuracy(krr, 0.0, 1), transfer_accuracy(setup, support, models)
@@ -196,19 +203,47 @@ def transfer_accuracy(setup: KernelSetup, support: SupportSet, models: int) -> A
     return Accuracy.of(accuracies(net, stack.detach(), setup.test_x, setup.test_y, config.eval.batch_size))
 
 
-def evaluate(run: RunDir, config: Config, models: int | None = None) -> Accuracy:
+@dataclass(frozen=True)
+class KernelEvaluation:
+    """``distill eval`` of a kernel run: the KRR test accuracy, the transfer networks' test
+    accuracies, and (``convnet_rf``) the random networks of the kernel draw that measured KRR."""
+
+    krr_acc: Accuracy
+    transfer_acc: Accuracy
+    kernel_networks: int | None
+
+
+def evaluate(run: RunDir, config: Config, models: int | None = None, kernel_networks: int | None = None) -> KernelEvaluation:
     """Re-evaluate a finished kernel run: its KRR test accuracy and ``models`` transfer
-    networks (default ``kip.transfer.models``), recorded in metrics.json."""
+    networks (default ``kip.transfer.models``), recorded in metrics.json. ``kernel_networks``
+    (a KIP run with ``convnet_rf``): measure KRR with a draw of that many random networks
+    instead of ``kernel.eval_networks``."""
     metrics = run.read_metrics()
     check_recordable(run, metrics)
+    if kernel_networks is not None:
+        config = with_eval_networks(config, kernel_networks, run)
     setup = kernel_setup(config)
     support = SupportSet.load(run.support)
     support.check_fits(tuple(setup.targets.x.shape[1:]), setup.targets.num_classes, run.support)
     krr, transfer = evaluate_support(setup, support.to(setup.device), models or config.kip.transfer.models)
-    metrics.setdefault("evaluations", []).append({"models": transfer.n, "krr_acc": krr.as_dict(), "transfer_acc": transfer.as_dict()})
+    networks = setup.eval_kernel.networks if setup.eval_kernel.name == "convnet_rf" else None
+    entry = {"models": transfer.n, "krr_acc": krr.as_dict(), "transfer_acc": transfer.as_dict()}
+    metrics.setdefault("evaluations", []).append(entry if networks is None else {**entry, "kernel_networks": networks})
     try:
         run.write_metrics(metrics)
     except OSError as error:
         raise UserError(f"the evaluation (KRR {100 * krr.mean:.2f}%, transfer {transfer}) could not be recorded in "
                         f"{run.metrics}: {error.strerror}") from None
-    return transfer
+    return KernelEvaluation(krr, transfer, networks)
+
+
+def with_eval_networks(config: Config, networks: int, run: RunDir) -> Config:
+    """``config`` whose KRR accuracy is measured with ``networks`` random networks; only a KIP
+    run of the random-feature kernel has a kernel draw to change."""
+    if config.kernel.name != "convnet_rf":
+        raise UserError(f"--kernel-networks sets the random networks of a convnet_rf kernel; {run.path} uses the exact "
+                        f"{config.kernel.name} kernel, which has none")
+    if config.method != "kip":
+        raise UserError(f"{run.path} is a Label Solve run: its labels were solved with its own kernel draw, so a draw "
+                        f"of other networks would not measure them; set kernel.eval_networks and run it again")
+    return config.model_copy(update={"kernel": config.kernel.model_copy(update={"eval_networks": networks})})

@@ -9,6 +9,7 @@ import torch
 from distill.cli import main
 from distill.config import load_config
 from distill.experiment import evaluate_run, run_experiment, summarize_run
+from distill.methods.kernel import kernel_setup
 from distill.rundir import RunDir
 from distill.support import SupportSet
 
@@ -84,12 +85,44 @@ def test_label_solve_runs_and_its_labels_beat_the_one_hot_labels(tmp_path):
     assert "solved labels" in summarize_run(tmp_path / "ls")
 
 
-def test_distill_eval_re_evaluates_a_kernel_run(tmp_path):
+def test_distill_eval_re_evaluates_a_kernel_run(tmp_path, capsys):
     metrics = run_experiment(tiny(), tmp_path)
-    transfer = evaluate_run(tmp_path, models=3)
+    evaluation = evaluate_run(tmp_path, models=3)
     recorded = RunDir(tmp_path).read_metrics()["evaluations"][-1]
-    assert recorded["krr_acc"] == metrics["krr_acc"]
-    assert recorded["transfer_acc"]["n"] == 3 == transfer.n
+    assert recorded["krr_acc"] == metrics["krr_acc"] == evaluation.krr_acc.as_dict()
+    assert recorded["transfer_acc"]["n"] == 3 == evaluation.transfer_acc.n
+    assert "kernel_networks" not in recorded  # an exact kernel
+    assert main(["eval", str(tmp_path), "--models", "2"]) == 0
+    assert f"KRR test accuracy {100 * metrics['krr_acc']['mean']:.2f}%\ntransfer: " in capsys.readouterr().out
+    assert main(["eval", str(tmp_path), "--kernel-networks", "4"]) == 2
+    assert "uses the exact fc kernel" in capsys.readouterr().err
+
+
+RANDOM_FEATURES = ["kernel.name=convnet_rf", "kernel.kind=nngp", "kernel.depth=2", "kernel.width=8", "kernel.networks=2",
+                   "kip.steps=2", "kip.transfer.models=1"]
+
+
+def test_kernel_eval_networks_sets_the_draw_that_measures_a_random_feature_kernel_run(tmp_path, capsys):
+    """The KRR accuracy of a ``convnet_rf`` run is measured with ``kernel.eval_networks``
+    random networks, in the run or afterwards with ``distill eval --kernel-networks``: the
+    same support set measured either way gives the same figure."""
+    config = tiny(*RANDOM_FEATURES, "kernel.eval_networks=12")
+    setup = kernel_setup(config)
+    assert (setup.kernel.networks, setup.eval_kernel.networks) == (2, 12)
+    wide = run_experiment(config, tmp_path / "wide")
+    run_experiment(tiny(*RANDOM_FEATURES), tmp_path / "plain")
+    a, b = SupportSet.load(tmp_path / "wide" / "support.pt"), SupportSet.load(tmp_path / "plain" / "support.pt")
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)  # eval_networks changes no KIP step
+    assert main(["eval", str(tmp_path / "plain"), "--kernel-networks", "12", "--models", "1"]) == 0
+    out = capsys.readouterr().out
+    recorded = RunDir(tmp_path / "plain").read_metrics()["evaluations"][-1]
+    assert recorded["kernel_networks"] == 12 and recorded["krr_acc"] == wide["krr_acc"]
+    assert f"KRR test accuracy {100 * wide['krr_acc']['mean']:.2f}% (kernel of 12 random networks)" in out
+    assert "(kernel of 12 random networks)" in summarize_run(tmp_path / "plain")
+
+    run_experiment(tiny(*RANDOM_FEATURES, "method=label_solve", "kip.block=300"), tmp_path / "ls")
+    assert main(["eval", str(tmp_path / "ls"), "--kernel-networks", "12"]) == 2
+    assert "its labels were solved with its own kernel draw" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -100,6 +133,7 @@ def test_distill_eval_re_evaluates_a_kernel_run(tmp_path):
     (["kernel.depth=0"], "kernel.depth"),
     (["kip.reg=0"], "kip.reg"),
     (["kip.reg=-1"], "kip.reg"),
+    (["kernel.eval_networks=4"], "eval_networks sets the random networks of kernel.name=convnet_rf"),
 ])
 def test_bad_kernel_settings_are_one_line_errors_with_exit_code_2(tmp_path, capsys, overrides, message):
     args = ["run", "-o", str(tmp_path / "out")] + [a for o in TINY_KIP + overrides for a in ("--set", o)]
