@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from .config import MAX_LR, MAX_NETWORKS
+from .choices import KERNEL_METHODS
+from .config import MAX_KERNEL_NETWORKS, MAX_LR, MAX_NETWORKS
 from .errors import DivergenceError, PeerLost, UserError
 from .files import check_writable
 
@@ -173,9 +174,10 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"{metrics['learner']}: ACC {100 * metrics['acc']:.2f}%, BWT {100 * metrics['bwt']:+.2f}, "
               f"FWT {100 * metrics['fwt']:+.2f} ({metrics['seconds']:.0f} s); results in {args.out}")
         return 0
-    if "krr_acc" in metrics:
+    if metrics["method"] in KERNEL_METHODS:
         transfer = metrics["transfer_acc"]
-        print(f"KRR test accuracy {100 * metrics['krr_acc']['mean']:.2f}%; transfer {100 * transfer['mean']:.2f}% ± "
+        kernel = f" (kernel of {metrics['kernel_networks']} random networks)" if metrics.get("kernel_networks") else ""
+        print(f"KRR test accuracy {100 * metrics['krr_acc']['mean']:.2f}%{kernel}; transfer {100 * transfer['mean']:.2f}% ± "
               f"{100 * transfer['std']:.2f} over {transfer['n']} {metrics['model']} networks ({metrics['seconds']:.0f} s); "
               f"results in {args.out}")
         return 0
@@ -199,8 +201,8 @@ def eval_command(args: argparse.Namespace) -> int:
         raise UserError(f"--models must lie in 1..{MAX_NETWORKS:,}, got {args.models}")
     if args.lr is not None and args.model is None:
         raise UserError("--lr goes with --model NAME (cross-architecture evaluation)")
-    if args.kernel_networks is not None and not 1 <= args.kernel_networks <= MAX_NETWORKS:
-        raise UserError(f"--kernel-networks must lie in 1..{MAX_NETWORKS:,}, got {args.kernel_networks}")
+    if args.kernel_networks is not None and not 1 <= args.kernel_networks <= MAX_KERNEL_NETWORKS:
+        raise UserError(f"--kernel-networks must lie in 1..{MAX_KERNEL_NETWORKS:,}, got {args.kernel_networks}")
     if args.kernel_networks is not None and args.model is not None:
         raise UserError("--kernel-networks measures a kernel run's KRR accuracy; it does not go with --model")
     if args.model is not None:
@@ -208,8 +210,10 @@ def eval_command(args: argparse.Namespace) -> int:
         print(f"{args.model}, lr {'learned' if lr is None else lr}: before training: {evaluation.before}\n"
               f"after training:  {evaluation.test_acc}")
         return 0
+    from .methods.kernel import KernelEvaluation
+
     evaluation = evaluate_run(args.run_dir, args.models, args.kernel_networks)
-    if hasattr(evaluation, "krr_acc"):  # a kernel run (methods.kernel.KernelEvaluation)
+    if isinstance(evaluation, KernelEvaluation):
         kernel = "" if evaluation.kernel_networks is None else f" (kernel of {evaluation.kernel_networks} random networks)"
         print(f"KRR test accuracy {100 * evaluation.krr_acc.mean:.2f}%{kernel}\n"
               f"transfer:         {evaluation.transfer_acc}")
@@ -253,6 +257,8 @@ def compare_command(args: argparse.Namespace) -> int:
         raise UserError(f"--ratio must lie in (0, 1], got {args.ratio}")
     plot = plot_path(args.plot, "--plot", args.overwrite)
     curves = None if args.curves is None else plot_path(args.curves, "--curves", args.overwrite)
+    if curves is not None and curves.resolve() == plot.resolve():
+        raise UserError(f"--plot and --curves both name {args.plot}; the curves would replace the plot: name two files")
     runs = [summarize_for_comparison(d, args.cache) for d in args.run_dirs]
     print(markdown_table(runs))
     for (method, dataset, model), group in sweeps(runs).items():
@@ -277,10 +283,10 @@ def plot_path(text: str, option: str, overwrite: bool) -> Path:
     path = Path(text)
     if path.is_dir():
         raise UserError(f"{option} {text} is a directory; name a file in it, e.g. {path / 'compare.png'}")
-    if path.exists() and not overwrite:
-        raise UserError(f"{option} {text} already exists; pass --overwrite to replace it, or name another file with {option}")
     if path.suffix.lower() not in PLOT_FORMATS:
         raise UserError(f"{option} {text}: name a {', '.join(PLOT_FORMATS)} file, e.g. {path.with_suffix('.png')}")
+    if path.exists() and not overwrite:
+        raise UserError(f"{option} {text} already exists; pass --overwrite to replace it, or name another file with {option}")
     path.parent.mkdir(parents=True, exist_ok=True)
     check_writable(path.parent)
     return path

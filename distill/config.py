@@ -30,6 +30,9 @@ PositiveInt = Annotated[int, Strict(), Field(gt=0)]
 MAX_NETWORKS = 100_000
 MAX_LR = 1e6  # a larger step size is a typo (and overflows float32 through softplus⁻¹)
 Networks = Annotated[int, Strict(), Field(ge=1, le=MAX_NETWORKS)]  # a count of networks (or of sets) to train
+# random ConvNets of one convnet_rf draw: 1,024 of 32 channels hold 2 GB of CIFAR-10 features per 1,000-image block
+MAX_KERNEL_NETWORKS = 1024
+KernelNetworks = Annotated[int, Strict(), Field(ge=1, le=MAX_KERNEL_NETWORKS)]
 
 
 class Section(BaseModel):
@@ -373,12 +376,12 @@ class KernelConfig(Section):
     w_std: PositiveFloat = Field(2**0.5, description="the weights' standard deviation `σ_w`")
     b_std: Number = Field(0.1, ge=0, description="the biases' standard deviation `σ_b`")
     width: PositiveInt = Field(128, description="`convnet_rf`: channels of each random network")
-    networks: PositiveInt = Field(8, description="`convnet_rf`: random networks per draw")
-    eval_networks: PositiveInt | None = Field(
+    networks: KernelNetworks = Field(8, description="`convnet_rf`: random networks per draw")
+    eval_networks: KernelNetworks | None = Field(
         None,
-        description="`convnet_rf`: random networks of the one draw that measures KRR accuracy (held-out and test; "
-        "Label Solve solves its labels with it too); more networks make a closer estimate of the kernel at a cost "
-        "linear in their number; default: `networks`",
+        description="`convnet_rf`: random networks of the one draw that measures KRR accuracy (the held-out figure "
+        "of every logged step, on rank 0, and the test figure; Label Solve solves its labels with it too); more "
+        "networks make a closer estimate of the kernel at a cost linear in their number; default: `networks`",
     )
     block: PositiveInt = Field(256, description="pairs or rows computed at once where a kernel works in blocks")
 

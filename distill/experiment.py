@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .board import board_folder
+from .choices import KERNEL_METHODS
 from .config import Config, validate
 from .errors import UserError
 from .methods import distributed_methods, method
@@ -81,10 +82,10 @@ def evaluate_run(out: str | Path, models: int | None = None, kernel_networks: in
     if not entry.evaluates:
         raise UserError(f"{run.path} is a {config.method} baseline; evaluate its training set with --model NAME "
                         f"(e.g. --model {config.model.name})")
-    if kernel_networks is not None:
-        if config.method not in ("kip", "label_solve"):
-            raise UserError(f"--kernel-networks goes with a kernel run (method kip); {run.path} is a {config.method} run")
+    if config.method in KERNEL_METHODS:
         return entry.implementation().evaluate(run, config, models, kernel_networks)
+    if kernel_networks is not None:
+        raise UserError(f"--kernel-networks goes with a KIP run of kernel.name=convnet_rf; {run.path} is a {config.method} run")
     return entry.implementation().evaluate(run, config, models)
 
 
@@ -93,7 +94,14 @@ def evaluate_transfer(out: str | Path, model: str, lr: float | str | None = None
     (``methods.bilevel.evaluate_transfer``); returns the evaluation and the rate used."""
     from .methods.bilevel import evaluate_transfer as transfer
 
-    return transfer(RunDir(out), model, lr, models)
+    run = RunDir(out)
+    raw = run.read_config()
+    kind = raw.get("method") if isinstance(raw, dict) else None
+    if kind in KERNEL_METHODS:
+        raise UserError(f"{run.path} is a {kind} run: its support set is measured by KRR and by transfer networks of its "
+                        f"config's model (kip.transfer), which `distill eval {run.path}` retrains; --model applies to "
+                        f"runs that hold a distilled.pt")
+    return transfer(run, model, lr, models)
 
 
 def summarize_run(out: str | Path) -> str:

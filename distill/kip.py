@@ -159,6 +159,7 @@ def kip(
 
     if checkpoint is None:
         save(0)
+    measure = (eval_kernel if eval_kernel is not None else kernel).draw(generator(settings.seed, Stream.KIP_EVAL_KERNEL))
     progress = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc="kip",
                     disable=not (settings.progress and group.main))
     completed = start
@@ -179,7 +180,7 @@ def kip(
                 optimizer.step()
                 done = completed = step + 1
             if group.main and (done % settings.log_every == 0 or done == settings.steps):
-                acc = krr_accuracy((eval_kernel or kernel).draw(generator(settings.seed, Stream.KIP_EVAL_KERNEL)), support.x.detach(), support.y.detach(),
+                acc = krr_accuracy(measure, support.x.detach(), support.y.detach(),
                                    targets.held_x, targets.held_y, settings.reg, settings.block) if len(targets.held_y) else None
                 row = {"iteration": done, "loss": loss.item(), "krr_acc": "" if acc is None else round(acc, 5),
                        "targets": done * settings.target_batch, "seconds": round(time.perf_counter() - clock, 3)}

@@ -274,7 +274,8 @@ def summarize_kernel(run: RunDir, config: Config) -> str:
         m = run.read_metrics(("krr_acc", "transfer_acc"))
         krr, transfer = m["krr_acc"], m["transfer_acc"]
         t = opts.transfer
-        lines.append(f"KRR acc    {100 * krr['mean']:.2f}% on the test split")
+        kernel = f" (kernel of {m['kernel_networks']} random networks)" if m.get("kernel_networks") else ""
+        lines.append(f"KRR acc    {100 * krr['mean']:.2f}% on the test split{kernel}")
         lines.append(f"transfer   {100 * transfer['mean']:.2f}% ± {100 * transfer['std']:.2f} over {transfer['n']} {config.model.name} "
                      f"networks ({t.steps} {t.optimizer} steps, lr {t.lr:g}, {t.loss})")
         for e in m.get("evaluations", []):

@@ -2,7 +2,7 @@
 
 Every method module implements ``run(config, run, resume, overwrite, on_iteration) ->
 metrics`` (``run`` a checked ``RunDir``); a method whose runs hold distilled data also
-``evaluate(run, config, models)``. Its summary for ``distill show`` lives in
+``evaluate(run, config, models)`` (the kernel methods also take ``kernel_networks``). Its summary for ``distill show`` lives in
 ``distill.report`` (no torch). Modules are imported on first use, so looking a method up
 loads nothing heavy. ``run_experiment``, ``evaluate_run`` and ``summarize_run``
 (``distill.experiment``) and the CLI dispatch through ``METHODS`` and nowhere else.

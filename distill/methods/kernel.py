@@ -150,6 +150,7 @@ def run(
         "steps": int(last["iteration"]) if config.method == "kip" else None,
         "epochs": None,
         "kernel": f"{config.kernel.name}-{config.kernel.depth} {config.kernel.kind}",
+        "kernel_networks": networks_of(setup.eval_kernel),
         "krr_acc": krr.as_dict(),
         "transfer_acc": transfer.as_dict(),
         "test_acc": krr.as_dict(),
@@ -226,7 +227,7 @@ def evaluate(run: RunDir, config: Config, models: int | None = None, kernel_netw
     support = SupportSet.load(run.support)
     support.check_fits(tuple(setup.targets.x.shape[1:]), setup.targets.num_classes, run.support)
     krr, transfer = evaluate_support(setup, support.to(setup.device), models or config.kip.transfer.models)
-    networks = setup.eval_kernel.networks if setup.eval_kernel.name == "convnet_rf" else None
+    networks = networks_of(setup.eval_kernel)
     entry = {"models": transfer.n, "krr_acc": krr.as_dict(), "transfer_acc": transfer.as_dict()}
     metrics.setdefault("evaluations", []).append(entry if networks is None else {**entry, "kernel_networks": networks})
     try:
@@ -235,6 +236,11 @@ def evaluate(run: RunDir, config: Config, models: int | None = None, kernel_netw
         raise UserError(f"the evaluation (KRR {100 * krr.mean:.2f}%, transfer {transfer}) could not be recorded in "
                         f"{run.metrics}: {error.strerror}") from None
     return KernelEvaluation(krr, transfer, networks)
+
+
+def networks_of(kernel: KernelSpec) -> int | None:
+    """The random networks of a ``convnet_rf`` kernel's draw; None for an exact kernel."""
+    return kernel.networks if kernel.name == "convnet_rf" else None
 
 
 def with_eval_networks(config: Config, networks: int, run: RunDir) -> Config:

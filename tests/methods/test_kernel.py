@@ -96,6 +96,17 @@ def test_distill_eval_re_evaluates_a_kernel_run(tmp_path, capsys):
     assert f"KRR test accuracy {100 * metrics['krr_acc']['mean']:.2f}%\ntransfer: " in capsys.readouterr().out
     assert main(["eval", str(tmp_path), "--kernel-networks", "4"]) == 2
     assert "uses the exact fc kernel" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path), "--model", "mlp"]) == 2
+    assert "is a kip run: its support set is measured by KRR" in capsys.readouterr().err
+
+
+def test_distill_run_prints_the_krr_and_transfer_accuracy_of_a_kernel_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "-o", str(out), *[a for o in TINY_KIP for a in ("--set", o)]]) == 0
+    metrics = RunDir(out).read_metrics()
+    krr, transfer = metrics["krr_acc"], metrics["transfer_acc"]
+    assert (f"KRR test accuracy {100 * krr['mean']:.2f}%; transfer {100 * transfer['mean']:.2f}% ± "
+            f"{100 * transfer['std']:.2f} over 2 mlp networks") in capsys.readouterr().out
 
 
 RANDOM_FEATURES = ["kernel.name=convnet_rf", "kernel.kind=nngp", "kernel.depth=2", "kernel.width=8", "kernel.networks=2",
@@ -110,9 +121,14 @@ def test_kernel_eval_networks_sets_the_draw_that_measures_a_random_feature_kerne
     setup = kernel_setup(config)
     assert (setup.kernel.networks, setup.eval_kernel.networks) == (2, 12)
     wide = run_experiment(config, tmp_path / "wide")
-    run_experiment(tiny(*RANDOM_FEATURES), tmp_path / "plain")
+    plain = run_experiment(tiny(*RANDOM_FEATURES), tmp_path / "plain")
     a, b = SupportSet.load(tmp_path / "wide" / "support.pt"), SupportSet.load(tmp_path / "plain" / "support.pt")
     assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)  # eval_networks changes no KIP step
+    # ... but the draw that measures it: 12 networks, both in the log and on the test split
+    assert (wide["kernel_networks"], plain["kernel_networks"]) == (12, 2)
+    assert wide["krr_acc"] != plain["krr_acc"]
+    logged = [[row["krr_acc"] for row in RunDir(tmp_path / name).read_log()] for name in ("wide", "plain")]
+    assert logged[0] != logged[1]
     assert main(["eval", str(tmp_path / "plain"), "--kernel-networks", "12", "--models", "1"]) == 0
     out = capsys.readouterr().out
     recorded = RunDir(tmp_path / "plain").read_metrics()["evaluations"][-1]
@@ -120,7 +136,11 @@ def test_kernel_eval_networks_sets_the_draw_that_measures_a_random_feature_kerne
     assert f"KRR test accuracy {100 * wide['krr_acc']['mean']:.2f}% (kernel of 12 random networks)" in out
     assert "(kernel of 12 random networks)" in summarize_run(tmp_path / "plain")
 
-    run_experiment(tiny(*RANDOM_FEATURES, "method=label_solve", "kip.block=300"), tmp_path / "ls")
+    # Label Solve solves with the evaluation draw: eval_networks=12 is the solve of networks=12
+    solve = ["method=label_solve", "kip.block=300"]
+    run_experiment(tiny(*RANDOM_FEATURES, *solve, "kernel.eval_networks=12"), tmp_path / "ls")
+    run_experiment(tiny(*RANDOM_FEATURES, *solve, "kernel.networks=12"), tmp_path / "ls12")
+    assert torch.equal(SupportSet.load(tmp_path / "ls" / "support.pt").y, SupportSet.load(tmp_path / "ls12" / "support.pt").y)
     assert main(["eval", str(tmp_path / "ls"), "--kernel-networks", "12"]) == 2
     assert "its labels were solved with its own kernel draw" in capsys.readouterr().err
 
