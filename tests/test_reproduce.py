@@ -97,6 +97,26 @@ def test_an_unfinished_run_is_reported_with_its_checkpoints_iteration_and_how_to
     assert "| unfinished: iteration 37 of 500; continue" in reproduce.kernel_row({**row, "method": "kip"})
 
 
+def test_a_kernel_row_adds_the_krr_accuracy_re_measured_with_the_widest_kernel(reproduce, tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "RUNS", tmp_path)
+    run = RunDir(tmp_path / "k")
+    run.create()
+    run.write_config(load_config(None, ["method=kip", "kernel.name=convnet_rf", "kernel.kind=nngp", "kernel.networks=4"])
+                     .model_dump(mode="json"))
+    accuracy = {"mean": 0.5283, "std": 0.0, "n": 1}
+    transfer = {"mean": 0.5296, "std": 0.0007, "n": 2}
+    metrics = {"method": "kip", "krr_acc": accuracy, "transfer_acc": transfer, "kernel_networks": 4, "steps": 300,
+               "seconds": 900.0, "eval_seconds": 47.0, "threads": 1, "targets_seen": 150000}
+    run.write_metrics(metrics)
+    row = {"name": "k", "what": "KIP RF", "experiment": "experiments/digits.yaml", "method": "kip",
+           "paper": {"acc": 75.6, "source": "T1"}}
+    assert "| k | KIP RF | 52.83 | 75.6 | -22.77 |" in reproduce.kernel_row(row)
+    at = lambda networks, acc: {"models": 1, "krr_acc": {"mean": acc, "std": 0.0, "n": 1}, "transfer_acc": transfer,
+                                "kernel_networks": networks}
+    run.write_metrics({**metrics, "evaluations": [at(32, 0.5679), at(128, 0.5772), at(4, 0.5283), at(128, 0.5701)]})
+    assert "| k | KIP RF | 52.83 (57.72 with a 128-network eval kernel) | 75.6 | -22.77 |" in reproduce.kernel_row(row)
+
+
 def test_the_full_data_table_reads_distill_trains_cache_against_the_papers_figure(reproduce, tmp_path):
     cache = tmp_path / "full_data.json"
     cache.write_text('{"mnist/lenet/0": {"test_acc": 0.9851, "settings": {"lr": 0.001, "epochs": 5, "batch_size": 128}, "seconds": 60.5},'
