@@ -226,9 +226,11 @@ def evaluate(run: RunDir, config: Config, models: int | None = None, kernel_netw
     setup = kernel_setup(config)
     support = SupportSet.load(run.support)
     support.check_fits(tuple(setup.targets.x.shape[1:]), setup.targets.num_classes, run.support)
+    started = time.perf_counter()
     krr, transfer = evaluate_support(setup, support.to(setup.device), models or config.kip.transfer.models)
     networks = networks_of(setup.eval_kernel)
-    entry = {"models": transfer.n, "krr_acc": krr.as_dict(), "transfer_acc": transfer.as_dict()}
+    entry = {"models": transfer.n, "krr_acc": krr.as_dict(), "transfer_acc": transfer.as_dict(),
+             "seconds": round(time.perf_counter() - started, 2), "threads": torch.get_num_threads()}
     metrics.setdefault("evaluations", []).append(entry if networks is None else {**entry, "kernel_networks": networks})
     try:
         run.write_metrics(metrics)
