@@ -141,7 +141,7 @@ def summarize_distillation(run: RunDir, config: Config) -> str:
                          f"(best accuracy on training samples: {100 * sel['select_acc']:.2f}%)")
         lines.append("lrs        " + " ".join(f"{v:.4f}" for v in m["lrs"]))
         for e in m.get("evaluations", []):
-            lines.append(f"eval       {e['models']} networks: {100 * e['test_acc']['mean']:.2f}% ± {100 * e['test_acc']['std']:.2f}")
+            lines.append(f"eval       {networks(e['models'])}: {100 * e['test_acc']['mean']:.2f}% ± {100 * e['test_acc']['std']:.2f}")
     else:
         resumes_from = run.checkpointed_iteration()
         lines.append("status     unfinished; " + ("it has no readable checkpoint" if resumes_from is None else
@@ -224,6 +224,11 @@ def summarize_for_comparison(out: str | Path, cache: str | Path | None = None) -
         raise UserError(f"{run.metrics} is corrupt or was written by another program ({type(error).__name__}: {error})") from None
 
 
+def networks(n: int) -> str:
+    """``n`` networks, in words: "1 network", "3 networks"."""
+    return f"{n} network" + ("" if n == 1 else "s")
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -280,7 +285,7 @@ def summarize_kernel(run: RunDir, config: Config) -> str:
                      f"networks ({t.steps} {t.optimizer} steps, lr {t.lr:g}, {t.loss})")
         for e in m.get("evaluations", []):
             kernel = f" (kernel of {e['kernel_networks']} random networks)" if e.get("kernel_networks") else ""
-            lines.append(f"eval       KRR {100 * e['krr_acc']['mean']:.2f}%{kernel}, {e['models']} networks: "
+            lines.append(f"eval       KRR {100 * e['krr_acc']['mean']:.2f}%{kernel}, {networks(e['models'])}: "
                          f"{100 * e['transfer_acc']['mean']:.2f}% ± {100 * e['transfer_acc']['std']:.2f}")
     else:
         resumes_from = run.checkpointed_iteration()

@@ -134,7 +134,7 @@ def test_kernel_eval_networks_sets_the_draw_that_measures_a_random_feature_kerne
     recorded = RunDir(tmp_path / "plain").read_metrics()["evaluations"][-1]
     assert recorded["kernel_networks"] == 12 and recorded["krr_acc"] == wide["krr_acc"]
     assert f"KRR test accuracy {100 * wide['krr_acc']['mean']:.2f}% (kernel of 12 random networks)" in out
-    assert "(kernel of 12 random networks)" in summarize_run(tmp_path / "plain")
+    assert "(kernel of 12 random networks), 1 network: " in summarize_run(tmp_path / "plain")
 
     # Label Solve solves with the evaluation draw: eval_networks=12 is the solve of networks=12
     solve = ["method=label_solve", "kip.block=300"]
